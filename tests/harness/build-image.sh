@@ -16,7 +16,8 @@ image=localhost/sipguard-target:$suite
 # Everything the scenarios need inside a target: python3 for Ansible, ufw and both
 # iptables backends, iproute2 for addresses, procps for ps/pgrep.
 packages=python3,ufw,iptables,iproute2,procps,ca-certificates
-recipe=$(printf '%s %s v1' "$suite" "$packages" | sha256sum | cut -c1-16)
+# Any change to this script (packages, steps) changes the recipe and rebuilds the image.
+recipe=$( { echo "$suite"; cat "$0"; } | sha256sum | cut -c1-16)
 
 current=$(podman image inspect --format '{{ index .Labels "sipguard.recipe" }}' "$image" 2>/dev/null || true)
 if [ "$current" = "$recipe" ]; then
@@ -40,6 +41,7 @@ rm -f "$rootfs.log"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 tar -C "$rootfs" -c . | podman import \
   --change 'CMD ["sleep", "infinity"]' \
+  --change "STOPSIGNAL SIGKILL" \
   --change "LABEL sipguard.recipe=$recipe" \
-  - "$image" > /dev/null
+  - "$image" > /dev/null 2>&1
 echo "built $image in $(( $(date +%s) - start )) s"

@@ -1,0 +1,12 @@
+# The two commands a newcomer needs (see README.md).
+.PHONY: test setup lint build sanity unit molecule clean
+
+test:            ## install what is missing, then lint, sanity, unit tests, molecule
+	tests/harness/run-tests.sh
+
+setup lint build sanity unit molecule:   ## one stage of `make test`
+	tests/harness/run-tests.sh $@
+
+clean:           ## remove build output and the harness's test network (images stay cached)
+	rm -rf build
+	tests/harness/network.sh remove

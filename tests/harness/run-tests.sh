@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, in order: setup (installs what is missing), ansible-lint,
+# ansible-test sanity, unit tests, molecule scenarios. Prints the time of each stage.
+# Stop at the first failing stage. `run-tests.sh STAGE...` runs only those stages.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+export CONTAINERS_CONF=$root/tests/harness/containers.conf
+export PATH=$root/.venv/bin:$PATH
+export ANSIBLE_COLLECTIONS_PATH=$root/build
+export PYTHONPATH=$root/build
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
+
+# build/ansible_collections/sipguard/firewall -> the repository, so Ansible and pytest
+# import the collection by its real name without installing it.
+mkdir -p build/ansible_collections/sipguard
+ln -sfn ../../.. build/ansible_collections/sipguard/firewall
+
+stage_setup() { tests/harness/setup.sh; }
+stage_lint() {
+  ansible-lint --profile production
+  antsibull-changelog lint
+}
+stage_build() {
+  # The collection must build and install from its tarball, as users get it.
+  rm -rf build/dist build/installed
+  ansible-galaxy collection build --force --output-path build/dist .
+  ansible-galaxy collection install --offline --force -p build/installed build/dist/sipguard-firewall-*.tar.gz
+  ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-galaxy collection list sipguard.firewall
+}
+stage_sanity() { tests/harness/sanity.sh; }
+stage_unit() { python -m pytest tests/unit -q -p no:cacheprovider; }
+stage_molecule() {
+  local config scenario
+  for config in molecule/*/molecule.yml; do
+    scenario=$(basename "$(dirname "$config")")
+    echo "--- molecule scenario: $scenario"
+    molecule test -s "$scenario"
+  done
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule)
+timings=()
+for stage in "${stages[@]}"; do
+  declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }
+  echo "=== $stage"
+  start=$(date +%s)
+  # A subshell outside any `if`, so `set -e` holds inside the stage's function.
+  set +e; ( set -e; "stage_$stage" ); status=$?; set -e
+  if [ $status -ne 0 ]; then
+    echo "=== $stage FAILED (exit $status) after $(( $(date +%s) - start )) s" >&2
+    exit $status
+  fi
+  timings+=("$(printf '%-9s %4d s' "$stage" "$(( $(date +%s) - start ))")")
+done
+echo "=== stage times"
+printf '%s\n' "${timings[@]}"
