@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The one place where the collection touches a host: files, commands, UFW's lock.
+
+Private to the sipguard.firewall collection: no stability guarantees for other users.
+Everything else in module_utils is pure data in, data out; unit tests replace this
+class (or its ``run`` method) and never touch a real system.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+
+UFW_LOCK_PATH = "/run/ufw.lock"
+
+
+class HostError(Exception):
+    """A command failed or a file could not be read or written."""
+
+
+class UfwLockTimeout(HostError):
+    """Another process held UFW's lock for longer than we agreed to wait."""
+
+
+class Host:
+    """Files, commands and the UFW lock of the host the module runs on."""
+
+    def __init__(self, module):
+        self._module = module
+        self.processes_started = 0
+
+    def run(self, argv, data=None):
+        """Run argv (a list, never a shell string) with LANG=C; return stdout as text.
+
+        Raises HostError naming the command, its exit code and stderr on failure.
+        """
+        executable = self._module.get_bin_path(argv[0], required=True)
+        self.processes_started += 1
+        rc, out, err = self._module.run_command(
+            [executable] + list(argv[1:]),
+            data=data,
+            binary_data=True,
+            environ_update={"LANG": "C", "LC_ALL": "C"},
+        )
+        if rc != 0:
+            raise HostError("%s failed (exit %d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        return out
+
+    def find_executable(self, name):
+        """Return the path of name in the module's search path, or None."""
+        return self._module.get_bin_path(name)
+
+    @staticmethod
+    def read_text(path):
+        """Return the file's text, or None when it does not exist."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise HostError("cannot read %s: %s" % (path, exc.strerror))
+
+    @staticmethod
+    def realpath(path):
+        return os.path.realpath(path)
+
+    @staticmethod
+    def write_atomic(path, text):
+        """Replace path with text: a temporary file in the same directory, fsync, rename.
+
+        A reader (or a crash) sees either the old file or the new one, never a mix;
+        mode and ownership of the old file are kept.
+        """
+        directory = os.path.dirname(path)
+        try:
+            current = os.stat(path)
+            mode, uid, gid = current.st_mode & 0o7777, current.st_uid, current.st_gid
+        except OSError:
+            mode, uid, gid = 0o640, 0, 0
+        fd, temp_path = tempfile.mkstemp(prefix=".sipguard-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp_path, mode)
+            os.chown(temp_path, uid, gid)
+            os.rename(temp_path, path)
+        except (IOError, OSError) as exc:
+            try:
+                os.unlink(temp_path)
+            except OSError:
+                pass
+            raise HostError("cannot write %s: %s" % (path, exc.strerror))
+        directory_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+
+    @staticmethod
+    @contextmanager
+    def ufw_lock(timeout, path=UFW_LOCK_PATH, poll_interval=0.1):
+        """Hold UFW's own lock (fcntl.lockf on /run/ufw.lock, as the ufw CLI takes it).
+
+        Waits at most ``timeout`` seconds for another holder, then raises UfwLockTimeout.
+        """
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle = open(path, "a")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError) as exc:
+                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise HostError("cannot lock %s: %s" % (path, exc.strerror))
+                    if time.monotonic() >= deadline:
+                        raise UfwLockTimeout(
+                            "UFW's lock %s is held by another process (a ufw command or another run); "
+                            "gave up after %s s" % (path, timeout))
+                    time.sleep(poll_interval)
+            yield
+        finally:
+            handle.close()

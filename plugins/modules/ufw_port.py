@@ -1,0 +1,284 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ufw_port
+short_description: Close one port in UFW for real, in one transaction, and prove it
+version_added: 0.1.0
+description:
+  - Closes one port (5061, SIP over TLS, in the C(sipguard.firewall.sips) role) in UFW on TCP
+    and/or UDP, IPv4 and/or IPv6, so that the port is really dropped or rejected; or removes
+    exactly the rules it added (O(state=absent)).
+  - Its rules go ahead of every existing rule that would let the port through (a plain
+    C(allow 5061), a range such as C(5000:6000/tcp), a multiport list, an application
+    profile, a C(limit) rule), so such a rule cannot shadow the close. Nothing else changes:
+    rules for other ports keep their place and their text byte for byte.
+  - Takes UFW's own lock (C(/run/ufw.lock)) before reading, reads C(/etc/ufw/user.rules)
+    and C(/etc/ufw/user6.rules), writes both atomically (temporary file and rename) and loads
+    the UFW user chains with one C(iptables-restore -n) per address family. It never runs
+    C(ufw reload), which opens the firewall while it restarts. On any failure the previous
+    files and chains are put back.
+  - After applying, it evaluates the live rule set, including what UFW does not control:
+    rules in C(INPUT) ahead of UFW's chains, accepts in C(/etc/ufw/before.rules), DNAT or
+    REDIRECT of the port in the nat table (Docker, Kubernetes), iptables-legacy tables
+    alongside nftables. If the port is still reachable, the task fails with RV(effective=false)
+    and the RV(reasons); it never reports a port closed that is not.
+  - Reports C(changed) only when the rule files differ from what is wanted or the running
+    chains differ from the files (drift, for example after C(iptables -F ufw-user-input)).
+author:
+  - sipguard maintainers
+options:
+  port:
+    description: The port to close, 1-65535.
+    type: int
+    required: true
+  protocols:
+    description: The transport protocols to close the port for. At least one.
+    type: list
+    elements: str
+    choices: [tcp, udp]
+    default: [tcp, udp]
+  families:
+    description: The address families to close the port for. At least one.
+    type: list
+    elements: str
+    choices: [ipv4, ipv6]
+    default: [ipv4, ipv6]
+  state:
+    description:
+      - V(closed) puts the collection's rules for O(port) first in UFW's rule list.
+      - V(absent) removes only the rules this collection added for O(port) (those carrying
+        O(comment)), returning to the behaviour from before.
+    type: str
+    choices: [closed, absent]
+    default: closed
+  action:
+    description:
+      - V(deny) drops packets (the port looks filtered); V(reject) answers with a TCP reset or
+        an ICMP port unreachable (the port looks closed).
+    type: str
+    choices: [deny, reject]
+    default: deny
+  trusted_sources:
+    description:
+      - Addresses or CIDR networks (IPv4 and IPv6) that stay allowed to reach the port. Their
+        allow rules go ahead of the deny. A network given with host bits set (V(10.0.0.1/8)) is
+        an error, not silently widened.
+    type: list
+    elements: str
+    default: []
+  conflicts:
+    description:
+      - What to do with existing rules that accept the port.
+      - V(shadow) keeps them and puts the collection's rules first; a range such as
+        C(5000:6000) keeps serving its other ports.
+      - V(remove) deletes rules that accept only this port (and protocol) and shadows wider ones.
+      - V(fail) fails, naming the rules, and changes nothing.
+    type: str
+    choices: [shadow, remove, fail]
+    default: shadow
+  inactive:
+    description:
+      - What to do when UFW is installed but inactive (not enabled, or its chains not loaded).
+      - V(enable) writes the rules and starts UFW the way C(ufw enable) and the boot do
+        (C(ufw-init start)), first setting the default policies so that every port reachable
+        now stays reachable (incoming V(allow); routed and outgoing as the kernel has them now).
+        It refuses, changing nothing, when existing rules would block other ports once UFW is
+        active. RV(actions) lists exactly what was done.
+      - V(fail) fails and changes nothing. V(skip) changes nothing and reports the port exposed.
+    type: str
+    choices: [enable, fail, skip]
+    default: enable
+  comment:
+    description:
+      - The tag this collection writes as the UFW comment of its rules; O(state=absent) removes
+        the rules for O(port) that carry it. Letters, digits, space, C(.), C(_), C(:), C(-).
+    type: str
+    default: sipguard
+  lock_timeout:
+    description: Seconds to wait for UFW's lock when another ufw command or run holds it.
+    type: int
+    default: 30
+notes:
+  - Supports C(ufw) 0.35 and 0.36 (Debian 11-13, Ubuntu 20.04 and later) with the iptables-nft
+    or iptables-legacy backend.
+  - Counts of processes started on the host (see C(bench/)) - a no-op reads the running chains
+    with one C(iptables-save) per family; a change adds one C(iptables-restore -n) per family.
+attributes:
+  check_mode:
+    support: full
+    description: Computes the same answer, including RV(diff) and RV(effective), and writes nothing.
+  diff_mode:
+    support: full
+    description: Before and after as C(ufw status)-like rule lines, one file per family.
+seealso:
+  - name: UFW manual
+    description: Rule syntax and the order in which UFW evaluates rules.
+    link: https://manpages.debian.org/bookworm/ufw/ufw.8.en.html
+"""
+
+EXAMPLES = r"""
+- name: Close SIP over TLS on TCP and UDP, IPv4 and IPv6
+  sipguard.firewall.ufw_port:
+    port: 5061
+
+- name: Close it, but keep it open to the SBC network and remove plain allow rules for it
+  sipguard.firewall.ufw_port:
+    port: 5061
+    trusted_sources:
+      - 192.0.2.0/24
+      - 2001:db8:5061::/48
+    conflicts: remove
+    action: reject
+
+- name: Fail instead of enabling UFW on hosts where it is inactive
+  sipguard.firewall.ufw_port:
+    port: 5061
+    inactive: fail
+
+- name: Remove the rules this collection added for 5061
+  sipguard.firewall.ufw_port:
+    port: 5061
+    state: absent
+"""
+
+RETURN = r"""
+effective:
+  description:
+    - Whether the port is closed in the live rule set for every requested family and protocol
+      (to every source outside O(trusted_sources)). With O(state=absent) always V(null).
+    - In check mode, whether it would be after the change.
+  returned: success or when the port stays reachable
+  type: bool
+  sample: true
+reasons:
+  description: Why the port is (or would stay) reachable, one sentence a person can act on each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["ipv4/tcp: INPUT rule 1 '-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT' accepts 5061 ahead of UFW's chains"]
+rules_added:
+  description: The rules added, as C(ufw status) lines, C((v6)) marking IPv6.
+  returned: always
+  type: list
+  elements: str
+  sample: ["5061/tcp DENY IN Anywhere # sipguard", "5061/tcp (v6) DENY IN Anywhere (v6) # sipguard"]
+rules_removed:
+  description: The rules removed, as C(ufw status) lines.
+  returned: always
+  type: list
+  elements: str
+  sample: ["5061 ALLOW IN Anywhere"]
+conflicts:
+  description: Existing rules that accept the port, as C(ufw status) lines, and what was done with each.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    rule:
+      description: The rule as C(ufw status) shows it.
+      type: str
+    family:
+      description: V(ipv4) or V(ipv6).
+      type: str
+    handling:
+      description: V(shadowed) or V(removed).
+      type: str
+  sample: [{"rule": "5000:6000/tcp ALLOW IN Anywhere", "family": "ipv4", "handling": "shadowed"}]
+drift:
+  description: Families whose running UFW user chains differed from the rule files (and were reloaded).
+  returned: always
+  type: list
+  elements: str
+  sample: ["ipv4"]
+actions:
+  description: Everything done besides the rule list, in order (default policies set, UFW started).
+  returned: always
+  type: list
+  elements: str
+  sample: ["set the default incoming policy to allow (was deny) so every port reachable now stays reachable"]
+ufw:
+  description: UFW's state after the task.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: UFW's version.
+      type: str
+      sample: 0.36.2
+    enabled:
+      description: C(ENABLED=yes) in C(/etc/ufw/ufw.conf).
+      type: bool
+    loaded:
+      description: UFW's chains are loaded in the kernel (IPv4).
+      type: bool
+    active:
+      description: Enabled and loaded.
+      type: bool
+    backend:
+      description: The iptables backend, V(nft) or V(legacy).
+      type: str
+    ipv6:
+      description: C(IPV6=yes) in C(/etc/default/ufw).
+      type: bool
+    default_policies:
+      description: The default policies for V(incoming), V(outgoing) and V(routed) traffic.
+      type: dict
+      sample: {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
+    PortRequest,
+    RequestError,
+    UfwPortError,
+    run_ufw_port,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            port=dict(type="int", required=True),
+            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
+            families=dict(type="list", elements="str", choices=["ipv4", "ipv6"], default=["ipv4", "ipv6"]),
+            state=dict(type="str", choices=["closed", "absent"], default="closed"),
+            action=dict(type="str", choices=["deny", "reject"], default="deny"),
+            trusted_sources=dict(type="list", elements="str", default=[]),
+            conflicts=dict(type="str", choices=["shadow", "remove", "fail"], default="shadow"),
+            inactive=dict(type="str", choices=["enable", "fail", "skip"], default="enable"),
+            comment=dict(type="str", default="sipguard"),
+            lock_timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        request = PortRequest.from_params(module.params)
+    except RequestError as exc:
+        module.fail_json(msg=str(exc))
+
+    try:
+        result = run_ufw_port(Host(module), request, check_mode=module.check_mode, want_diff=module._diff)
+    except (UfwPortError, HostError) as exc:
+        module.fail_json(msg=str(exc), **getattr(exc, "result", {}))
+
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if result["effective"] is False and not result.get("skipped"):
+        message = "port %d is still reachable: %s" % (request.port, "; ".join(result["reasons"]))
+        if not module.check_mode:
+            module.fail_json(msg=message, **result)
+        module.warn("after this change, " + message)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
