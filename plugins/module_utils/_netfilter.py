@@ -770,8 +770,7 @@ def _legacy_bypasses(legacy_tables: Dict[str, Table], packet: _Packet, tool: str
     yield Bypass(BYPASS_LEGACY_RULES, '%s-legacy holds %s (tables %s) that ufw on the nft backend neither shows '
                  'nor manages; the kernel applies both rule sets, so NAT there takes traffic past ufw; review them '
                  'with `%s-legacy-save`' % (tool, _plural(count, 'rule'), ', '.join(with_rules), tool))
-    for bypass in _nat_bypasses(legacy_tables, packet, '%s-legacy: ' % tool):
-        yield bypass
+    yield from _nat_bypasses(legacy_tables, packet, '%s-legacy: ' % tool)
 
 
 def _nft_bypasses(nft_tables: Sequence[NftTable], family: str, packet: _Packet) -> Iterator[Bypass]:

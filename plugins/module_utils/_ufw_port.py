@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
@@ -368,8 +368,10 @@ def apply_active(host, snapshot, plans, reload_families):
                 written.append(plan.family)
         for plan in plans:
             if plan.family in reload_families:
-                loaded.append(plan.family)
+                # iptables-restore commits a table whole or not at all: only families
+                # whose load succeeded need their old chains back.
                 load_user_chains(host, plan.family, render_rules_file(plan.after))
+                loaded.append(plan.family)
     except HostError as exc:
         problems = _roll_back(host, snapshot, written, loaded)
         raise UfwPortError("applying the rules failed: %s; %s" % (

@@ -17,14 +17,14 @@ description:
     exactly the rules it added (O(state=absent)).
   - Its rules go ahead of every existing rule that would let the port through (a plain
     C(allow 5061), a range such as C(5000:6000/tcp), a multiport list, an application
-    profile, a C(limit) rule), so such a rule cannot shadow the close. Nothing else changes:
+    profile, a C(limit) rule), so such a rule cannot shadow the close. Nothing else changes -
     rules for other ports keep their place and their text byte for byte.
   - Takes UFW's own lock (C(/run/ufw.lock)) before reading, reads C(/etc/ufw/user.rules)
     and C(/etc/ufw/user6.rules), writes both atomically (temporary file and rename) and loads
     the UFW user chains with one C(iptables-restore -n) per address family. It never runs
     C(ufw reload), which opens the firewall while it restarts. On any failure the previous
     files and chains are put back.
-  - After applying, it evaluates the live rule set, including what UFW does not control:
+  - After applying, it evaluates the live rule set, including what UFW does not control -
     rules in C(INPUT) ahead of UFW's chains, accepts in C(/etc/ufw/before.rules), DNAT or
     REDIRECT of the port in the nat table (Docker, Kubernetes), iptables-legacy tables
     alongside nftables. If the port is still reachable, the task fails with RV(effective=false)
@@ -32,7 +32,7 @@ description:
   - Reports C(changed) only when the rule files differ from what is wanted or the running
     chains differ from the files (drift, for example after C(iptables -F ufw-user-input)).
 author:
-  - sipguard maintainers
+  - sipguard maintainers (@sipguard)
 options:
   port:
     description: The port to close, 1-65535.
@@ -113,7 +113,7 @@ notes:
 attributes:
   check_mode:
     support: full
-    description: Computes the same answer, including RV(diff) and RV(effective), and writes nothing.
+    description: Computes the same answer, including the diff and RV(effective), and writes nothing.
   diff_mode:
     support: full
     description: Before and after as C(ufw status)-like rule lines, one file per family.

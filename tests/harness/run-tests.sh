@@ -27,6 +27,12 @@ stage_build() {
   ansible-galaxy collection build --force --output-path build/dist .
   ansible-galaxy collection install --offline --force -p build/installed build/dist/sipguard-firewall-*.tar.gz
   ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-galaxy collection list sipguard.firewall
+  # Every module's documentation renders from the installed collection (what ansible-doc users see).
+  local module
+  for module in plugins/modules/*.py; do
+    module=$(basename "$module" .py)
+    ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-doc "sipguard.firewall.$module" > /dev/null
+  done
 }
 stage_sanity() { tests/harness/sanity.sh; }
 stage_unit() { python -m pytest tests/unit -q -p no:cacheprovider; }

@@ -1,0 +1,439 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The ufw_port transaction: validation, planning, drift, exposure and the apply/roll-back
+sequence, on rule files and iptables-save dumps captured from real ufw 0.36 hosts.
+
+The host is replaced by FakeHost, which keeps files in a dict and emulates
+`iptables-restore -n` on the saved rule set, so every process the transaction would
+start is recorded and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import pytest
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
+    PortRequest,
+    RequestError,
+    UfwPortError,
+    accepts_only_this_port,
+    accepts_port,
+    evaluate_exposure,
+    parse_key_values,
+    plan_family,
+    port_in_spec,
+    run_ufw_port,
+    set_key_values,
+    user_chain_drifted,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import (
+    parse_rules_file,
+    render_rules_file,
+)
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+UFW_SCRIPT = '#!/usr/bin/python3\nversion = "0.36.2"\n'
+UFW_CONF_ENABLED = "# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n"
+UFW_DEFAULTS = ('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
+                'DEFAULT_FORWARD_POLICY="DROP"\nDEFAULT_APPLICATION_POLICY="SKIP"\n')
+CHAINS = {"ipv4": "ufw-user-input", "ipv6": "ufw6-user-input"}
+SAVE_COMMANDS = {"iptables-save": "ipv4", "ip6tables-save": "ipv6"}
+RESTORE_COMMANDS = {"iptables-restore": "ipv4", "ip6tables-restore": "ipv6"}
+
+
+def fixture(*parts):
+    with open(os.path.join(FIXTURES, *parts), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def params(**overrides):
+    values = dict(port=5061, protocols=["tcp", "udp"], families=["ipv4", "ipv6"], state="closed",
+                  action="deny", trusted_sources=[], conflicts="shadow", inactive="enable",
+                  comment="sipguard", lock_timeout=30)
+    values.update(overrides)
+    return values
+
+
+def request(**overrides):
+    return PortRequest.from_params(params(**overrides))
+
+
+def with_user_chain(save_text, chain, rules_text):
+    """A save dump whose user input chain holds what the rules file loads (iptables-restore -n)."""
+    lines = [line for line in rules_text.splitlines() if line.startswith("-A %s " % chain)]
+    kept = [line for line in save_text.splitlines() if not line.startswith("-A %s " % chain)]
+    filter_commit = kept.index("COMMIT", kept.index("*filter"))
+    return "\n".join(kept[:filter_commit] + lines + kept[filter_commit:]) + "\n"
+
+
+class FakeHost:
+    """Files in a dict, iptables-save/restore emulated, every process recorded."""
+
+    def __init__(self, rules_dir="allow-5061", saves=("ufw_deny.v4.save", "ufw_deny.v6.save"), loaded=True,
+                 conf=UFW_CONF_ENABLED, fail_on=None):
+        self.files = {
+            "/usr/sbin/ufw": UFW_SCRIPT,
+            "/etc/ufw/ufw.conf": conf,
+            "/etc/default/ufw": UFW_DEFAULTS,
+            "/etc/ufw/user.rules": fixture("ufw", rules_dir, "user.rules"),
+            "/etc/ufw/user6.rules": fixture("ufw", rules_dir, "user6.rules"),
+            "/lib/ufw/ufw-init": "#!/bin/sh\n",
+        }
+        self.saves = {}
+        for family, save in zip(("ipv4", "ipv6"), saves):
+            text = fixture("netfilter", save)
+            self.saves[family] = (with_user_chain(text, CHAINS[family], self.files[self.rules_path(family)])
+                                  if loaded else text)
+        self.processes = []
+        self.fail_on = fail_on
+        self.lock_taken = False
+
+    @staticmethod
+    def rules_path(family):
+        return "/etc/ufw/user.rules" if family == "ipv4" else "/etc/ufw/user6.rules"
+
+    def find_executable(self, name):
+        return "/usr/sbin/" + name
+
+    def read_text(self, path):
+        return self.files.get(path)
+
+    @staticmethod
+    def realpath(path):
+        return path
+
+    def write_atomic(self, path, text):
+        self.files[path] = text
+
+    @contextlib.contextmanager
+    def ufw_lock(self, timeout):
+        self.lock_taken = True
+        yield
+
+    def run(self, argv, data=None):
+        self.processes.append(argv)
+        name = os.path.basename(argv[0])
+        if self.fail_on == name:
+            raise HostError("%s failed (exit 1): simulated failure" % name)
+        if name in SAVE_COMMANDS:
+            return self.saves[SAVE_COMMANDS[name]]
+        if name in RESTORE_COMMANDS:
+            assert argv[1:] == ["-n", "-w", "5"]
+            family = RESTORE_COMMANDS[name]
+            self.saves[family] = with_user_chain(self.saves[family], CHAINS[family], data)
+            return ""
+        if name == "ufw-init":
+            return ""
+        raise AssertionError("unexpected command %r" % argv)
+
+    def live_chain(self, family):
+        return [line for line in self.saves[family].splitlines() if line.startswith("-A %s " % CHAINS[family])]
+
+
+# ------------------------------------------------------------------ validation
+
+@pytest.mark.parametrize("overrides, named", [
+    (dict(port=0), "0"),
+    (dict(port=65536), "65536"),
+    (dict(protocols=[]), "protocols"),
+    (dict(families=[]), "families"),
+    (dict(trusted_sources=["10.0.0.300/24"]), "10.0.0.300/24"),
+    (dict(trusted_sources=["10.0.0.1/8"]), "10.0.0.1/8"),
+    (dict(trusted_sources=["sip.example.com"]), "sip.example.com"),
+    (dict(trusted_sources=["2001:db8::/32"], families=["ipv4"]), "2001:db8::/32"),
+    (dict(comment="it's"), "it's"),
+    (dict(comment=""), "''"),
+    (dict(lock_timeout=-1), "-1"),
+])
+def test_bad_input_is_refused_naming_the_value(overrides, named):
+    with pytest.raises(RequestError) as error:
+        request(**overrides)
+    assert named in str(error.value)
+
+
+def test_request_normalises_sources_and_orders_lists():
+    normalised = request(protocols=["udp", "tcp", "udp"], families=["ipv6", "ipv4"],
+                         trusted_sources=["192.0.2.5/32", "2001:DB8::/32", "192.0.2.5", "198.51.100.0/24"])
+    assert normalised.protocols == ("tcp", "udp")
+    assert normalised.families == ("ipv4", "ipv6")
+    assert normalised.trusted_sources == ("192.0.2.5", "2001:db8::/32", "198.51.100.0/24")
+    assert normalised.sources_for("ipv4") == ["192.0.2.5", "198.51.100.0/24"]
+
+
+# ------------------------------------------------------------------ deciding
+
+@pytest.mark.parametrize("spec, port, expected", [
+    ("5061", 5061, True), ("5060", 5061, False), ("any", 5061, True),
+    ("5000:6000", 5061, True), ("5000:6000", 6001, False), ("80,443,5061", 5061, True),
+    ("80,443", 5061, False), ("5060,5062:5070", 5061, False), ("5060,5061:5070", 5061, True),
+])
+def test_port_in_spec(spec, port, expected):
+    assert port_in_spec(port, spec) is expected
+
+
+def rules_of(directory, name="user.rules"):
+    return parse_rules_file(fixture("ufw", directory, name)).rules
+
+
+def test_acceptors_are_allow_and_limit_rules_covering_the_port():
+    by_line = {rule.raw_lines[1]: accepts_port(rule, 5061, ("tcp", "udp"))
+               for directory in ("allow-5061", "ranges", "limit", "route", "out", "deny-reject", "app-profiles")
+               for rule in rules_of(directory)}
+    assert by_line["### tuple ### allow any 5061 0.0.0.0/0 any 0.0.0.0/0 in"] is True
+    assert by_line["### tuple ### allow tcp 5000:6000 0.0.0.0/0 any 0.0.0.0/0 in"] is True
+    assert by_line["### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in"] is False
+    assert any(line.startswith("### tuple ### limit_log tcp 5061") and accepted for line, accepted in by_line.items())
+    assert any("SIP%20TLS" in line and accepted for line, accepted in by_line.items())
+    # Route rules are forwarded traffic, out rules leave the host, deny rules close.
+    assert not any(accepted for line, accepted in by_line.items()
+                   if "route:" in line or line.endswith(" out") or " deny " in line or " reject " in line)
+
+
+def test_only_rules_for_exactly_this_port_and_protocols_are_removable():
+    both = request()
+    tcp_only = request(protocols=["tcp"])
+    allow_any, allow_tcp, allow_udp = rules_of("allow-5061")
+    assert [accepts_only_this_port(rule, both) for rule in (allow_any, allow_tcp, allow_udp)] == [True] * 3
+    # `allow 5061` (tcp and udp) also serves udp, which a tcp-only close must keep.
+    assert [accepts_only_this_port(rule, tcp_only) for rule in (allow_any, allow_tcp, allow_udp)] == \
+        [False, True, False]
+    assert not any(accepts_only_this_port(rule, both) for rule in rules_of("ranges"))
+
+
+def test_close_puts_our_rules_first_and_keeps_everything_else_in_order():
+    before = parse_rules_file(fixture("ufw", "ranges", "user.rules"))
+    plan = plan_family(before, request(), "ipv4")
+    assert [rule.raw_lines[1] for rule in plan.after.rules] == [
+        "### tuple ### deny tcp 5061 0.0.0.0/0 any 0.0.0.0/0 in comment=7369706775617264",
+        "### tuple ### deny udp 5061 0.0.0.0/0 any 0.0.0.0/0 in comment=7369706775617264",
+    ] + [rule.raw_lines[1] for rule in before.rules]
+    assert plan.after.rules[len(plan.added):] == before.rules
+    assert [handling for _rule, handling in plan.conflicts] == ["shadowed", "shadowed"]
+    assert plan.files_change
+    assert not plan_family(plan.after, request(), "ipv4").files_change
+
+
+def test_trusted_sources_go_ahead_of_the_deny():
+    plan = plan_family(parse_rules_file(fixture("ufw", "enabled-empty", "user.rules")),
+                       request(protocols=["tcp"], trusted_sources=["192.0.2.0/24", "2001:db8::/32"]), "ipv4")
+    assert [rule.iptables_lines for rule in plan.after.rules] == [
+        ("-A ufw-user-input -p tcp --dport 5061 -s 192.0.2.0/24 -j ACCEPT",),
+        ("-A ufw-user-input -p tcp --dport 5061 -j DROP",),
+    ]
+
+
+def test_rules_inserted_above_ours_later_move_ours_back_to_the_top():
+    closed = plan_family(parse_rules_file(fixture("ufw", "allow-5061", "user.rules")), request(), "ipv4").after
+    ours, others = closed.rules[:2], closed.rules[2:]
+    reordered = closed.__class__(closed.header, others[:1] + ours + others[1:], closed.trailer)
+    plan = plan_family(reordered, request(), "ipv4")
+    assert plan.files_change and plan.after == closed
+    assert plan.added == () and plan.removed == ()
+
+
+def test_conflicts_remove_deletes_exact_allows_and_shadows_wider_ones():
+    before = parse_rules_file(fixture("ufw", "sipguard-before", "user.rules"))
+    plan = plan_family(before, request(conflicts="remove", protocols=["tcp"]), "ipv4")
+    handled = {rule.raw_lines[1].split(" ### ")[-1]: handling for rule, handling in plan.conflicts}
+    assert handled == {"allow tcp 5060:5062 0.0.0.0/0 any 0.0.0.0/0 in": "shadowed",
+                       "allow tcp 5061 0.0.0.0/0 any 192.0.2.0/24 in": "removed"}
+    assert [rule.dport for rule in plan.after.rules] == ["5061", "22", "5060:5062"]
+
+
+def test_conflicts_fail_names_the_rules_and_plans_nothing():
+    with pytest.raises(UfwPortError) as error:
+        plan_family(parse_rules_file(fixture("ufw", "ranges", "user.rules")), request(conflicts="fail"), "ipv4")
+    assert "5000:6000/tcp" in str(error.value) and "nothing was changed" in str(error.value)
+
+
+def test_absent_restores_the_file_byte_for_byte():
+    inserted = parse_rules_file(fixture("ufw", "sipguard-prepended", "user.rules"))
+    plan = plan_family(inserted, request(state="absent"), "ipv4")
+    assert render_rules_file(plan.after) == fixture("ufw", "sipguard-before", "user.rules")
+    assert len(plan.removed) == 2
+
+
+def test_rules_with_our_tag_for_other_ports_are_not_ours():
+    new_rules = parse_rules_file(fixture("ufw", "sipguard-new-rules", "user.rules"))
+    plan = plan_family(new_rules, request(state="absent"), "ipv4")
+    assert {rule.dport for rule in plan.removed} == {"5061"}
+    assert {rule.dport for rule in plan.after.rules} >= {"5062", "5063", "5064", "5065"}
+
+
+def test_key_value_files_are_edited_in_place():
+    text = '# comment\nIPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n'
+    assert parse_key_values(text) == {"IPV6": "yes", "DEFAULT_INPUT_POLICY": "DROP"}
+    assert set_key_values(text, {"DEFAULT_INPUT_POLICY": "ACCEPT", "NEW": "1"}) == \
+        '# comment\nIPV6=yes\nDEFAULT_INPUT_POLICY="ACCEPT"\nNEW=1\n'
+
+
+# ------------------------------------------------------------------ drift and exposure
+
+def snapshot_of(host):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import read_snapshot
+    return read_snapshot(host, ("ipv4", "ipv6"))
+
+
+def test_running_chains_equal_to_the_files_are_no_drift_despite_iptables_save_spelling():
+    host = FakeHost(rules_dir="limit")  # `-m recent` gains --name/--mask/--rsource in iptables-save
+    snapshot = snapshot_of(host)
+    assert not user_chain_drifted(snapshot, "ipv4", snapshot.rules["ipv4"])
+    host.saves["ipv4"] = host.saves["ipv4"].replace("--dport 22 ", "--dport 23 ")
+    snapshot = snapshot_of(host)
+    assert user_chain_drifted(snapshot, "ipv4", snapshot.rules["ipv4"])
+
+
+def test_a_flushed_user_chain_is_drift():
+    host = FakeHost()
+    host.saves["ipv4"] = "\n".join(line for line in host.saves["ipv4"].splitlines()
+                                   if not line.startswith("-A ufw-user-input ")) + "\n"
+    snapshot = snapshot_of(host)
+    assert user_chain_drifted(snapshot, "ipv4", snapshot.rules["ipv4"])
+    assert not user_chain_drifted(snapshot, "ipv6", snapshot.rules["ipv6"])
+
+
+@pytest.mark.parametrize("save, expected_reason", [
+    ("input_accept_ahead.v4.save", r"INPUT rule 1 accepts tcp port 5061 ahead of ufw's chains"),
+    ("docker_published.v4.save", r"DNAT|172\.17\.0\.2:5061"),
+    ("before_rules_accept.v4.save", r"before\.rules"),
+])
+def test_paths_around_ufw_make_the_close_ineffective(save, expected_reason):
+    host = FakeHost(saves=(save, "ufw_deny.v6.save"))
+    result = run_ufw_port(host, request(protocols=["tcp"]), check_mode=True, want_diff=False)
+    assert result["effective"] is False
+    assert any(re.search(expected_reason, reason) for reason in result["reasons"]), result["reasons"]
+
+
+def test_trusted_allows_are_not_reported_as_exposure():
+    host = FakeHost()
+    result = run_ufw_port(host, request(trusted_sources=["192.0.2.0/24", "2001:db8::/32"]),
+                          check_mode=False, want_diff=False)
+    assert result["effective"] is True and result["reasons"] == []
+    snapshot = snapshot_of(host)
+    untrusted = request()
+    reasons, _warnings = evaluate_exposure(untrusted, snapshot, snapshot.live)
+    assert any("192.0.2.0/24" in reason for reason in reasons)
+
+
+# ------------------------------------------------------------------ the transaction
+
+def test_a_change_writes_both_files_and_loads_each_family_once():
+    host = FakeHost()
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=True)
+    assert host.lock_taken
+    assert result["changed"] is True and result["effective"] is True
+    assert [argv[0].rsplit("/", 1)[-1] for argv in host.processes] == [
+        "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore"]
+    assert host.live_chain("ipv4")[:2] == ["-A ufw-user-input -p tcp --dport 5061 -j DROP",
+                                           "-A ufw-user-input -p udp --dport 5061 -j DROP"]
+    assert "# sipguard" in result["diff"][0]["after"] and "# sipguard" not in result["diff"][0]["before"]
+    assert len(result["rules_added"]) == 4
+
+
+def test_a_no_op_only_reads_the_running_rule_sets():
+    host = FakeHost()
+    run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    host.processes = []
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["changed"] is False and result["effective"] is True
+    assert [argv[0].rsplit("/", 1)[-1] for argv in host.processes] == ["iptables-save", "ip6tables-save"]
+
+
+def test_check_mode_predicts_and_writes_nothing():
+    host = FakeHost()
+    files_before, saves_before = dict(host.files), dict(host.saves)
+    predicted = run_ufw_port(host, request(), check_mode=True, want_diff=True)
+    assert host.files == files_before and host.saves == saves_before
+    applied = run_ufw_port(FakeHost(), request(), check_mode=False, want_diff=True)
+    for key in ("changed", "effective", "rules_added", "rules_removed", "conflicts", "diff"):
+        assert predicted[key] == applied[key]
+
+
+def test_drift_is_repaired_from_the_files():
+    host = FakeHost()
+    run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    host.saves["ipv6"] = "\n".join(line for line in host.saves["ipv6"].splitlines()
+                                   if not line.startswith("-A ufw6-user-input ")) + "\n"
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["changed"] is True and result["drift"] == ["ipv6"]
+    assert host.processes[-1][0].endswith("ip6tables-restore")
+    assert host.live_chain("ipv6")
+
+
+def test_a_failing_load_puts_back_files_and_chains():
+    host = FakeHost(fail_on="ip6tables-restore")
+    files_before = dict(host.files)
+    chain_before = host.live_chain("ipv4")
+    with pytest.raises(UfwPortError) as error:
+        run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert "the previous rule files and chains were put back" in str(error.value)
+    assert host.files == files_before
+    assert host.live_chain("ipv4") == chain_before
+    assert [argv[0].rsplit("/", 1)[-1] for argv in host.processes][-2:] == ["ip6tables-restore", "iptables-restore"]
+
+
+def test_inactive_fail_and_skip_change_nothing():
+    for inactive in ("fail", "skip"):
+        host = FakeHost(saves=("ufw_disabled.v4.save", "no_tables.v4.save"), loaded=False,
+                        conf="ENABLED=no\n")
+        files_before = dict(host.files)
+        if inactive == "fail":
+            with pytest.raises(UfwPortError, match="inactive"):
+                run_ufw_port(host, request(inactive=inactive), check_mode=False, want_diff=False)
+        else:
+            result = run_ufw_port(host, request(inactive=inactive), check_mode=False, want_diff=False)
+            assert result["skipped"] is True and result["effective"] is False and result["changed"] is False
+        assert host.files == files_before
+
+
+def test_enabling_keeps_every_port_reachable_and_reports_each_step():
+    host = FakeHost(rules_dir="pristine", saves=("no_tables.v4.save", "no_tables.v4.save"), loaded=False,
+                    conf="ENABLED=no\n")
+
+    def started(argv, data=None, run=host.run):
+        output = run(argv, data)
+        if argv[0].endswith("ufw-init"):
+            for family, save in (("ipv4", "ufw_deny.v4.save"), ("ipv6", "ufw_deny.v6.save")):
+                host.saves[family] = with_user_chain(fixture("netfilter", save), CHAINS[family],
+                                                     host.files[host.rules_path(family)])
+        return output
+    host.run = started
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["changed"] and result["effective"], result["reasons"]
+    assert 'DEFAULT_INPUT_POLICY="ACCEPT"' in host.files["/etc/default/ufw"]
+    assert 'DEFAULT_FORWARD_POLICY="ACCEPT"' in host.files["/etc/default/ufw"]
+    assert "ENABLED=yes" in host.files["/etc/ufw/ufw.conf"]
+    assert result["actions"][0].startswith("set the default incoming policy to allow (was deny)")
+    assert any(argv[0].endswith("ufw-init") and argv[1] == "start" for argv in host.processes)
+
+
+def test_enabling_refuses_when_existing_rules_would_block_other_ports():
+    host = FakeHost(rules_dir="deny-reject", saves=("no_tables.v4.save", "no_tables.v4.save"), loaded=False,
+                    conf="ENABLED=no\n")
+    files_before = dict(host.files)
+    with pytest.raises(UfwPortError, match="would also activate rules that block other traffic"):
+        run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert host.files == files_before
+
+
+def test_unparseable_rule_files_fail_before_anything_is_written():
+    host = FakeHost()
+    host.files["/etc/ufw/user.rules"] = "### RULES ###\ngarbage\n### END RULES ###\n"
+    with pytest.raises(UfwPortError, match="cannot parse /etc/ufw/user.rules"):
+        run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert not any("restore" in argv[0] for argv in host.processes)
+
+
+def test_missing_ufw_is_a_clear_error():
+    host = FakeHost()
+    del host.files["/etc/ufw/ufw.conf"]
+    with pytest.raises(UfwPortError, match="UFW is not installed"):
+        run_ufw_port(host, request(), check_mode=False, want_diff=False)
