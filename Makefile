@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md).
-.PHONY: test setup lint build sanity unit molecule clean
+.PHONY: test setup lint build sanity unit molecule clean bench-processes
 
 test:            ## install what is missing, then lint, sanity, unit tests, molecule
 	tests/harness/run-tests.sh
@@ -10,3 +10,6 @@ setup lint build sanity unit molecule:   ## one stage of `make test`
 clean:           ## remove build output and the harness's test network (images stay cached)
 	rm -rf build
 	tests/harness/network.sh remove
+
+bench-processes: setup  ## processes a close starts on a host: ufw_port vs ufw vs community.general.ufw
+	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/process_count.py

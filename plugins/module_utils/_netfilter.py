@@ -307,7 +307,9 @@ def _parse_rule(table: Table, line: str, line_number: int) -> IptRule:
             modules.append(module)
         elif flag in ('-j', '-g'):
             target, goto, module = args[0], flag == '-g', None
-        elif target is not None:
+        elif target is not None and module is None:
+            # Options right after the target are the target's; a `-m` after the
+            # target (ufw writes `-j ACCEPT -m comment --comment ...`) starts a match again.
             target_options[flag] = ' '.join(args)
         elif flag in _KNOWN_CRITERIA or (module is None and (implicit_module, flag) not in _PORT_OPTIONS):
             # Built-in matches; unknown ones (-f, ...) are kept and never decided.

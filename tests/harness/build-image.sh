@@ -14,8 +14,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 image=localhost/sipguard-target:$suite
 # Everything the scenarios need inside a target: python3 for Ansible, ufw and both
-# iptables backends, iproute2 for addresses, procps for ps/pgrep.
-packages=python3,ufw,iptables,iproute2,procps,ca-certificates
+# iptables backends, iproute2 for addresses, procps for ps/pgrep, strace for the
+# process-count benchmark.
+packages=python3,ufw,iptables,iproute2,procps,ca-certificates,strace
 # Any change to this script (packages, steps) changes the recipe and rebuilds the image.
 recipe=$( { echo "$suite"; cat "$0"; } | sha256sum | cut -c1-16)
 

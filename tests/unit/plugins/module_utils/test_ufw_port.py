@@ -437,3 +437,45 @@ def test_missing_ufw_is_a_clear_error():
     del host.files["/etc/ufw/ufw.conf"]
     with pytest.raises(UfwPortError, match="UFW is not installed"):
         run_ufw_port(host, request(), check_mode=False, want_diff=False)
+
+
+# Pairs captured from one real host (ufw 0.36.2, iptables 1.8.9 nf_tables): the line ufw wrote
+# into user.rules, and the same rule as iptables-save printed it once loaded.
+SPELLING_PAIRS = [
+    ("-A ufw-user-input -p tcp --dport 5061 -j DROP", "-A ufw-user-input -p tcp -m tcp --dport 5061 -j DROP"),
+    ("-A ufw-user-input -p tcp -m multiport --dports 5060,5061 -j ACCEPT -m comment --comment 'dapp_SIP%20TLS'",
+     "-A ufw-user-input -p tcp -m multiport --dports 5060,5061 -m comment --comment \"'dapp_SIP%20TLS'\" -j ACCEPT"),
+    ("-A ufw-user-input -p tcp --dport 2222 -m conntrack --ctstate NEW -m recent --set",
+     "-A ufw-user-input -p tcp -m tcp --dport 2222 -m conntrack --ctstate NEW -m recent --set --name DEFAULT "
+     "--mask 255.255.255.255 --rsource"),
+    ("-A ufw-user-input -p tcp --dport 9000 -s 10.0.0.0/8 -j ACCEPT",
+     "-A ufw-user-input -s 10.0.0.0/8 -p tcp -m tcp --dport 9000 -j ACCEPT"),
+]
+
+
+def chain_of(line):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import parse_chain_lines
+    return parse_chain_lines("filter", "ufw-user-input", [line])
+
+
+@pytest.mark.parametrize("file_line, saved_line", SPELLING_PAIRS)
+def test_iptables_save_spelling_of_a_loaded_rule_is_not_drift(file_line, saved_line):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import same_rules
+    assert same_rules(chain_of(file_line), chain_of(saved_line))
+
+
+@pytest.mark.parametrize("file_line, saved_line", [
+    ("-A ufw-user-input -p tcp --dport 5061 -j DROP", "-A ufw-user-input -p tcp -m tcp --dport 5062 -j DROP"),
+    ("-A ufw-user-input -p tcp --dport 5061 -j DROP", "-A ufw-user-input -p tcp -m tcp --dport 5061 -j ACCEPT"),
+    ("-A ufw-user-input -p tcp --dport 5061 -j DROP", "-A ufw-user-input -p udp -m udp --dport 5061 -j DROP"),
+    ("-A ufw-user-input -p tcp --dport 9000 -s 10.0.0.0/8 -j ACCEPT",
+     "-A ufw-user-input -s 10.0.0.0/16 -p tcp -m tcp --dport 9000 -j ACCEPT"),
+    ("-A ufw-user-input -p tcp -m multiport --dports 5060,5061 -j ACCEPT",
+     "-A ufw-user-input -p tcp -m multiport --dports 5060,5062 -j ACCEPT"),
+    ("-A ufw-user-input -p tcp --dport 2222 -m conntrack --ctstate NEW -m recent --set",
+     "-A ufw-user-input -p tcp -m tcp --dport 2222 -m conntrack --ctstate NEW -m recent --update --name DEFAULT "
+     "--mask 255.255.255.255 --rsource"),
+])
+def test_a_loaded_rule_that_differs_is_drift(file_line, saved_line):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import same_rules
+    assert not same_rules(chain_of(file_line), chain_of(saved_line))
