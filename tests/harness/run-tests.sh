@@ -35,7 +35,7 @@ stage_build() {
   done
 }
 stage_sanity() { tests/harness/sanity.sh; }
-stage_unit() { python -m pytest tests/unit -q -p no:cacheprovider; }
+stage_unit() { python -m pytest -q; }
 stage_molecule() {
   local config scenario
   for config in molecule/*/molecule.yml; do
