@@ -74,6 +74,22 @@ class Host:
         return os.path.realpath(path)
 
     @staticmethod
+    def listdir(path):
+        """Entries of a directory; [] when it does not exist or cannot be read (e.g. /proc/PID gone)."""
+        try:
+            return os.listdir(path)
+        except OSError:
+            return []
+
+    @staticmethod
+    def readlink(path):
+        """The target of a symbolic link, or None when it cannot be read (a process that exited)."""
+        try:
+            return os.readlink(path)
+        except OSError:
+            return None
+
+    @staticmethod
     def write_atomic(path, text):
         """Replace path with text: a temporary file in the same directory, fsync, rename.
 

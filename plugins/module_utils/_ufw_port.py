@@ -242,6 +242,11 @@ def read_snapshot(host, families):
 # Planning (pure)
 # ----------------------------------------------------------------------------------
 
+def _status(rule):
+    """A rule as one `ufw status` line with the column padding squeezed out."""
+    return " ".join(format_status_line(rule).split())
+
+
 def port_in_spec(port, spec):
     """Whether port is in a ufw port field: 'any', '5061', '5000:6000', '80,443,5000:6000'."""
     if spec == "any":
@@ -307,7 +312,7 @@ def plan_family(rules_file, request, family):
     if acceptors and request.conflicts == "fail":
         raise UfwPortError(
             "%s: existing rules accept port %d and conflicts=fail: %s; nothing was changed"
-            % (family, request.port, "; ".join(format_status_line(rule) for rule in acceptors)))
+            % (family, request.port, "; ".join(_status(rule) for rule in acceptors)))
     removable = [rule for rule in acceptors
                  if request.conflicts == "remove" and accepts_only_this_port(rule, request)]
     wanted = desired_rules(request, family)
@@ -526,9 +531,9 @@ def run_ufw_port(host, request, check_mode, want_diff):
         plans = [plan_family(snapshot.rules[family], request, family) for family in request.families]
         active = all(snapshot.loaded(family) for family in request.families if family != "ipv6" or snapshot.ipv6)
         result = dict(changed=False, effective=None, reasons=[], drift=[], actions=[],
-                      rules_added=[format_status_line(rule) for plan in plans for rule in plan.added],
-                      rules_removed=[format_status_line(rule) for plan in plans for rule in plan.removed],
-                      conflicts=[dict(rule=format_status_line(rule), family=plan.family, handling=handling)
+                      rules_added=[_status(rule) for plan in plans for rule in plan.added],
+                      rules_removed=[_status(rule) for plan in plans for rule in plan.removed],
+                      conflicts=[dict(rule=_status(rule), family=plan.family, handling=handling)
                                  for plan in plans for rule, handling in plan.conflicts])
         if want_diff:
             result["diff"] = _diff(plans)
@@ -541,7 +546,7 @@ def run_ufw_port(host, request, check_mode, want_diff):
             result.update(drift=drift, changed=bool(reload_families) or any(plan.files_change for plan in plans))
             if result["changed"] and not check_mode:
                 apply_active(host, snapshot, plans, reload_families)
-            if not snapshot.enabled:
+            if not snapshot.enabled and request.state == "closed":
                 # Loaded but not enabled: the close would vanish at the next boot.
                 result["actions"].append("set ENABLED=yes in %s so the rules are loaded again at boot" % UFW_CONF)
                 result["changed"] = True
@@ -571,7 +576,7 @@ def run_ufw_port(host, request, check_mode, want_diff):
                 raise UfwPortError(
                     "UFW is inactive and starting it would also activate rules that block other traffic: %s; "
                     "nothing was changed (remove them, or use inactive=fail/skip)"
-                    % "; ".join(format_status_line(rule) for rule in blockers),
+                    % "; ".join(_status(rule) for rule in blockers),
                     dict(ufw=_ufw_facts(snapshot, False)))
             updates, actions = start_ufw_plan(snapshot, request)
             result["actions"] = actions + ["set ENABLED=yes in %s and started UFW (ufw-init start)" % UFW_CONF]
