@@ -23,6 +23,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._host import Hos
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
     BYPASS_UFW_ALLOWS,
+    Bypass,
     find_bypasses,
     parse_chain_lines,
     parse_iptables_save,
@@ -160,6 +161,7 @@ class UfwSnapshot:
     rules: Dict[str, RulesFile]
     live: Dict[str, dict]
     legacy: Dict[str, dict] = field(default_factory=dict)
+    installed: bool = True
 
     @property
     def enabled(self):
@@ -203,13 +205,18 @@ def set_key_values(text, updates):
     return "\n".join(lines) + "\n"
 
 
-def read_snapshot(host, families):
-    """Read UFW's configuration, its rule files and the running rule set of each family."""
+def read_snapshot(host, families, require_ufw=True):
+    """Read UFW's configuration, its rule files and the running rule set of each family.
+
+    With require_ufw=False (the read-only audit) a host without UFW gives a snapshot with
+    installed=False and no rules, and a host without iptables gives no live tables.
+    """
     ufw = host.find_executable("ufw")
     conf_text = host.read_text(UFW_CONF)
-    if ufw is None or conf_text is None:
+    installed = ufw is not None and conf_text is not None
+    if not installed and require_ufw:
         raise UfwPortError("UFW is not installed on this host (no ufw command or no %s)" % UFW_CONF)
-    script = host.read_text(host.realpath(ufw)) or ""
+    script = (host.read_text(host.realpath(ufw)) or "") if installed else ""
     version_match = UFW_SCRIPT_VERSION_RE.search(script)
     iptables = host.find_executable("iptables")
     backend = "legacy" if iptables and host.realpath(iptables).endswith("-legacy") else "nft"
@@ -217,25 +224,25 @@ def read_snapshot(host, families):
     rules_text, rules, live, legacy = {}, {}, {}, {}
     for family in families:
         files = FAMILY_FILES[family]
-        text = host.read_text(files.rules_path)
-        if text is None:
+        text = host.read_text(files.rules_path) if installed else None
+        if text is None and installed:
             raise UfwPortError("%s is missing: UFW's installation is incomplete" % files.rules_path)
-        try:
-            rules[family] = parse_rules_file(text)
-        except UfwRulesError as exc:
-            raise UfwPortError("cannot parse %s: %s; nothing was changed" % (files.rules_path, exc))
-        rules_text[family] = text
-        live[family] = parse_iptables_save(host.run([files.save]))
+        if text is not None:
+            try:
+                rules[family] = parse_rules_file(text)
+            except UfwRulesError as exc:
+                raise UfwPortError("cannot parse %s: %s; nothing was changed" % (files.rules_path, exc))
+            rules_text[family] = text
+        live[family] = parse_iptables_save(host.run([files.save])) if host.find_executable(files.save) else {}
         # Tables of the other backend are a second rule set UFW never sees.
         if backend == "nft" and (host.read_text(files.legacy_names) or "").strip():
             if host.find_executable(files.legacy_save):
-                legacy[family] = parse_iptables_save(
-                    host.run([files.legacy_save]))
+                legacy[family] = parse_iptables_save(host.run([files.legacy_save]))
     return UfwSnapshot(
         version=version_match.group(1) if version_match else None,
         conf=parse_key_values(conf_text),
         defaults=parse_key_values(host.read_text(UFW_DEFAULTS)),
-        backend=backend, rules_text=rules_text, rules=rules, live=live, legacy=legacy)
+        backend=backend, rules_text=rules_text, rules=rules, live=live, legacy=legacy, installed=installed)
 
 
 # ----------------------------------------------------------------------------------
@@ -473,25 +480,35 @@ def _is_trusted_allow(bypass, request, family):
                if ipaddress.ip_network(trusted).version == source.value.version)
 
 
-def evaluate_exposure(request, snapshot, tables_by_family):
-    """Why the port is still reachable to a source outside the trusted ones, and warnings.
+def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=None):
+    """What lets the port in on one family/protocol for a source outside the trusted ones.
 
-    Returns (reasons, warnings): a reason means the port is not closed; a warning is
-    something a person should look at that does not open the port by itself (rules in
-    iptables-legacy tables only matter through their NAT, which is a reason).
+    Returns (bypasses, warnings): each bypass means the port is not closed (a Bypass with
+    a kind and a reason a person can act on); a warning is something to look at that does
+    not open the port by itself (rules in iptables-legacy tables matter through their NAT,
+    which is a bypass of its own).
     """
+    bypasses, warnings = [], []
+    if family == "ipv6" and snapshot.installed and not snapshot.ipv6:
+        bypasses.append(Bypass("ufw_ipv6_off", "UFW has IPv6 disabled (IPV6=no in %s), so it does not filter "
+                                               "IPv6 at all" % UFW_DEFAULTS))
+    for bypass in find_bypasses(tables, family, protocol, request.port, legacy_tables=snapshot.legacy.get(family),
+                                nft_tables=nft_tables):
+        if bypass.kind == BYPASS_LEGACY_RULES:
+            warnings.append(bypass.reason)
+        elif not _is_trusted_allow(bypass, request, family):
+            bypasses.append(bypass)
+    return bypasses, warnings
+
+
+def evaluate_exposure(request, snapshot, tables_by_family):
+    """Reasons and warnings over every requested family and protocol, prefixed with both."""
     reasons, warnings = [], []
     for family in request.families:
-        if family == "ipv6" and not snapshot.ipv6:
-            reasons.append("ipv6: UFW has IPv6 disabled (IPV6=no in %s), so it does not filter IPv6 at all"
-                           % UFW_DEFAULTS)
         for protocol in request.protocols:
-            for bypass in find_bypasses(tables_by_family[family], family, protocol, request.port,
-                                        legacy_tables=snapshot.legacy.get(family)):
-                if _is_trusted_allow(bypass, request, family):
-                    continue
-                text = "%s/%s: %s" % (family, protocol, bypass.reason)
-                (warnings if bypass.kind == BYPASS_LEGACY_RULES else reasons).append(text)
+            found, noted = exposure_findings(request, snapshot, tables_by_family[family], family, protocol)
+            reasons.extend("%s/%s: %s" % (family, protocol, bypass.reason) for bypass in found)
+            warnings.extend("%s/%s: %s" % (family, protocol, warning) for warning in noted)
     return list(dict.fromkeys(reasons)), list(dict.fromkeys(warnings))
 
 

@@ -4,7 +4,8 @@
 # recipe label matches this script's recipe is reused; otherwise it is rebuilt.
 set -euo pipefail
 
-suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie)}
+suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie) [sips]}
+profile=${2:-}
 case "$suite" in
   bullseye|bookworm|trixie) ;;
   *) echo "build-image.sh: unknown Debian suite '$suite' (bullseye, bookworm or trixie)" >&2; exit 2 ;;
@@ -12,13 +13,19 @@ esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
-image=localhost/sipguard-target:$suite
+case "$profile" in
+  "") image=localhost/sipguard-target:$suite ;;
+  sips) image=localhost/sipguard-target:$suite-sips ;;
+  *) echo "build-image.sh: unknown profile '$profile' (none or sips)" >&2; exit 2 ;;
+esac
 # Everything the scenarios need inside a target: python3 for Ansible, ufw and both
 # iptables backends, iproute2 for addresses, procps for ps/pgrep, strace for the
 # process-count benchmark.
 packages=python3,ufw,iptables,iproute2,procps,ca-certificates,strace
+# The sips profile adds a real SIP-over-TLS server (Debian's kamailio) and openssl for its certificate.
+[ "$profile" = sips ] && packages=$packages,kamailio,kamailio-tls-modules,openssl
 # Any change to this script (packages, steps) changes the recipe and rebuilds the image.
-recipe=$( { echo "$suite"; cat "$0"; } | sha256sum | cut -c1-16)
+recipe=$( { echo "$suite $profile"; cat "$0"; } | sha256sum | cut -c1-16)
 
 current=$(podman image inspect --format '{{ index .Labels "sipguard.recipe" }}' "$image" 2>/dev/null || true)
 if [ "$current" = "$recipe" ]; then
