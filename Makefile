@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md).
-.PHONY: test setup lint build sanity unit molecule clean bench-processes
+.PHONY: test setup lint build sanity unit molecule clean bench-processes bench-probe-sweep
 
 test:            ## install what is missing, then lint, sanity, unit tests, molecule
 	tests/harness/run-tests.sh
@@ -13,3 +13,6 @@ clean:           ## remove build output and the harness's test network (images s
 
 bench-processes: setup  ## processes a close starts on a host: ufw_port vs ufw vs community.general.ufw
 	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/process_count.py
+
+bench-probe-sweep: setup  ## port_probe over 1,000 loopback targets vs nmap -sT: wall time and peak memory
+	.venv/bin/python bench/probe_sweep.py

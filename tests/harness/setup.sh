@@ -46,4 +46,6 @@ fi
 for suite in $suites; do
   "$harness/build-image.sh" "$suite"
 done
+# The target with a real SIP-over-TLS server (kamailio) for the sips_server scenario.
+"$harness/build-image.sh" "${suites%% *}" sips
 "$harness/network.sh" create

@@ -1,0 +1,402 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A sweep of 1,000 loopback targets: sipguard.firewall.port_probe vs `nmap -sT`.
+
+Run with `.venv/bin/python bench/probe_sweep.py` (after `make setup`; as root it installs
+Debian's nmap with apt-get when it is missing). A figure printer, not a test: nothing here
+asserts a target, and nothing it does leaves loopback.
+
+What it sets up, in a child process it starts and stops itself (only on 127.0.0.0/8, which
+the kernel routes to `lo` without any address configuration):
+
+  * "open"     400 addresses 127.1.x.y: a TLS SIP server on TCP (answers OPTIONS with 200 OK)
+               and a SIP responder on UDP, both on the port;
+  * "closed"   400 addresses 127.2.x.y: nothing bound (TCP reset, ICMP port unreachable);
+  * "silent"   200 addresses 127.3.x.y: TCP listeners with a backlog of 0 whose accept queue
+               one connection of ours fills and nobody drains, so the kernel drops every
+               further SYN without an answer; UDP sockets bound and never read.
+
+That "silent" is an emulation: no firewall rule is added on this machine (none may be).
+A real DROP rule behaves the same on the wire (SYNs are never answered), but the silence
+comes from the listener here, not from a packet filter - targets filtered by a firewall
+need the container fleet, which issue 7 adds.
+
+Then it probes the 1,000 addresses, each run in a fresh process (so that its peak RSS, from
+wait4(), is its own), with concurrency 256, timeout 1 s and 1 retry:
+
+  1. port_probe, TCP only, no TLS, no SIP - what `nmap -sT` does;
+  2. `nmap -sT -Pn -n -p PORT --max-retries 1 --max-rtt-timeout 1000ms ...` (one probe plus one
+     retransmission of at most 1 s each, 256 in parallel, all hosts in one group);
+  3. port_probe with its defaults (TCP and UDP, TLS handshake, SIP OPTIONS).
+
+Every child has a hard time limit; every count is fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import random
+import resource
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from xml.etree import ElementTree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "build"))
+
+COUNTS = {"open": 400, "closed": 400, "silent": 200}
+NETS = {"open": 1, "closed": 2, "silent": 3}
+CONCURRENCY, TIMEOUT, RETRIES = 256, 1.0, 1
+CHILD_LIMIT = 180  # seconds any one child may run
+
+
+def addresses(kind):
+    net = NETS[kind]
+    return ["127.%d.%d.%d" % (net, n // 250, n % 250 + 1) for n in range(COUNTS[kind])]
+
+
+def layout():
+    """The 1,000 targets, mixed in a fixed order, and the kind of each."""
+    kinds = {address: kind for kind in COUNTS for address in addresses(kind)}
+    targets = sorted(kinds)
+    random.Random(5061).shuffle(targets)
+    return targets, kinds
+
+
+def pick_port():
+    """5061 unless something on this machine uses it (then the bench would measure that)."""
+    for port in (5061, 15061, 25061):
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as sock:
+                    sock.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return port
+    sys.exit("ports 5061, 15061 and 25061 are all in use on this machine")
+
+
+# --------------------------------------------------------------------------------------------
+# The servers (child process: --serve)
+# --------------------------------------------------------------------------------------------
+
+def make_server_context(directory):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.sip.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=60))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.sip.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def sip_answer(request):
+    headers = {}
+    for line in request.split("\r\n")[1:]:
+        name, _sep, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    return ("SIP/2.0 200 OK\r\nVia: %s\r\nFrom: %s\r\nTo: %s;tag=b\r\nCall-ID: %s\r\nCSeq: %s\r\n"
+            "Server: bench-sbc\r\nAllow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\nContent-Length: 0\r\n\r\n"
+            % (headers.get("via"), headers.get("from"), headers.get("to"), headers.get("call-id"),
+               headers.get("cseq"))).encode()
+
+
+async def serve(port):
+    loop = asyncio.get_running_loop()
+    directory = tempfile.mkdtemp(prefix="sipguard-bench-")
+    context = make_server_context(directory)
+    shutil.rmtree(directory)
+
+    async def handle(reader, writer):
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.write(sip_answer(request.decode("utf-8", "replace")))
+            await writer.drain()
+            await asyncio.wait_for(reader.read(1), 5)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    class Udp(asyncio.DatagramProtocol):
+        transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(sip_answer(data.decode("utf-8", "replace")), addr)
+
+    keep = []
+    for address in addresses("open"):
+        keep.append(await asyncio.start_server(handle, address, port, ssl=context, backlog=512))
+        keep.append(await loop.create_datagram_endpoint(Udp, local_addr=(address, port)))
+    fillers = []
+    for address in addresses("silent"):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((address, port))
+        listener.listen(0)
+        filler = socket.create_connection((address, port), timeout=2)  # fills the accept queue
+        quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        quiet.bind((address, port))
+        fillers.extend((listener, filler, quiet))
+    # prove the emulation before anyone measures it: one more SYN gets no answer
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(0.3)
+    try:
+        probe.connect((addresses("silent")[0], port))
+        print("not-silent", flush=True)
+    except (socket.timeout, TimeoutError):
+        print("ready", flush=True)
+    finally:
+        probe.close()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
+    for sock in fillers:
+        sock.close()
+
+
+# --------------------------------------------------------------------------------------------
+# One sweep (child process: --sweep)
+# --------------------------------------------------------------------------------------------
+
+def sweep(port, full, targets_file):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe import ProbeRequest, run_probe
+
+    with open(targets_file) as handle:
+        targets = handle.read().split()
+    request = ProbeRequest.from_params(dict(
+        targets=targets, port=port, timeout=TIMEOUT, retries=RETRIES, concurrency=CONCURRENCY,
+        protocols=["tcp", "udp"] if full else ["tcp"], tls=full, sip=full))
+    started = time.monotonic()
+    result = run_probe(request)
+    wall = time.monotonic() - started
+    states = {}
+    for record in result["probes"]:
+        key = "%s/%s" % (record["address"], record["protocol"])
+        states[key] = (record["state"], bool(record["sip"]), bool(record["tls"]))
+    json.dump({"wall": wall, "counts": result["counts"], "states": states}, sys.stdout)
+
+
+def measured(argv, stdin_text=None):
+    """(stdout, stderr, wall seconds, peak RSS MiB, exit code) of a child with a hard time limit.
+
+    wait4() gives the child's own ru_maxrss (RUSAGE_CHILDREN would be the largest so far).
+    """
+    started = time.monotonic()
+    captured = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
+                             stdout=captured[0], stderr=captured[1])
+    if stdin_text is not None:
+        child.stdin.write(stdin_text)
+        child.stdin.close()
+    deadline = started + CHILD_LIMIT
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            child.kill()
+            pid, status, usage = os.wait4(child.pid, 0)
+            break
+        time.sleep(0.005)
+    wall = time.monotonic() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    outputs = []
+    for stream in captured:
+        stream.seek(0)
+        outputs.append(stream.read().decode("utf-8", "replace"))
+        stream.close()
+    return outputs[0], outputs[1], wall, usage.ru_maxrss / 1024.0, child.returncode
+
+
+# --------------------------------------------------------------------------------------------
+# nmap
+# --------------------------------------------------------------------------------------------
+
+def ensure_nmap():
+    path = shutil.which("nmap")
+    if path:
+        return path, None
+    if os.geteuid() != 0:
+        return None, "nmap is not installed and this is not root (apt-get install -y nmap)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "nmap"]
+    done = subprocess.run(install, env=env, capture_output=True, timeout=600, check=False)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, timeout=600, check=False)
+    path = shutil.which("nmap")
+    return path, None if path else "apt-get install nmap failed: %s" % done.stderr.decode()[-300:]
+
+
+def nmap_argv(nmap, port, targets_file, fixed):
+    """nmap -sT with one retransmission, 256 probes in parallel, all 1,000 hosts in one group.
+
+    fixed: --min-rtt-timeout = --max-rtt-timeout = 1 s, so that every probe waits 1 s like
+    port_probe does. Otherwise nmap adapts its wait to the measured round-trip time (on
+    loopback: its --min-rtt-timeout floor, 100 ms) and gives up on silence much sooner.
+    """
+    ms = "%dms" % (TIMEOUT * 1000)
+    timing = ["--initial-rtt-timeout", ms, "--max-rtt-timeout", ms] + (["--min-rtt-timeout", ms] if fixed else [])
+    return [nmap, "-sT", "-Pn", "-n", "-p", str(port), "--max-retries", str(RETRIES)] + timing + [
+        "--min-parallelism", str(CONCURRENCY), "--max-parallelism", str(CONCURRENCY),
+        "--min-hostgroup", "1000", "--max-hostgroup", "1000",
+        "--host-timeout", "%ds" % int(TIMEOUT * (RETRIES + 1) * 10),
+        "-oX", "-", "-iL", targets_file]
+
+
+def nmap_states(xml_text):
+    states = {}
+    for host in ElementTree.fromstring(xml_text).iter("host"):
+        address = host.find("address").get("addr")
+        port = host.find("ports/port/state")
+        states[address] = port.get("state") if port is not None else "host-timeout"
+    return states
+
+
+# --------------------------------------------------------------------------------------------
+# The bench
+# --------------------------------------------------------------------------------------------
+
+EXPECTED_TCP = {"open": "open", "closed": "closed", "silent": "filtered"}
+EXPECTED_UDP = {"open": "open", "closed": "closed", "silent": "open|filtered"}
+
+
+def tally(kinds, states, expected):
+    """{kind: {state: n}} and the number of targets whose state was not the expected one."""
+    table, wrong = {}, 0
+    for address, kind in kinds.items():
+        state = states.get(address, "missing")
+        row = table.setdefault(kind, {})
+        row[state] = row.get(state, 0) + 1
+        wrong += state != expected[kind]
+    return table, wrong
+
+
+def show_table(table):
+    return "; ".join("%s: %s" % (kind, ", ".join("%d %s" % (n, s) for s, n in sorted(table[kind].items())))
+                     for kind in COUNTS)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--sweep", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--targets", help=argparse.SUPPRESS)
+    parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 and (hard == resource.RLIM_INFINITY or hard >= 4096):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    if args.serve:
+        return asyncio.run(serve(args.serve))
+    if args.sweep:
+        return sweep(args.sweep, args.full, args.targets)
+    if args.idle:
+        from ansible_collections.sipguard.firewall.plugins.module_utils import _probe  # noqa: F401
+        return None
+
+    if not os.path.isdir(os.path.join(ROOT, "build", "ansible_collections", "sipguard", "firewall")):
+        sys.exit("build/ansible_collections/sipguard/firewall is missing: run `make setup` first")
+    port = pick_port()
+    targets, kinds = layout()
+    nmap, nmap_problem = ensure_nmap()
+    me = [sys.executable, os.path.abspath(__file__)]
+    with tempfile.NamedTemporaryFile("w", prefix="sipguard-targets-", suffix=".txt") as targets_file:
+        targets_file.write("\n".join(targets) + "\n")
+        targets_file.flush()
+        print("port_probe sweep: %d loopback targets (%s), port %d, concurrency %d, timeout %gs, retries %d"
+              % (len(targets), ", ".join("%d %s" % (n, k) for k, n in COUNTS.items()), port, CONCURRENCY,
+                 TIMEOUT, RETRIES))
+        print("  'silent' = full accept queues (SYNs dropped by the kernel) and UDP sockets nobody reads;"
+              " no firewall rule is used. Firewall-filtered targets need the container fleet (issue 7).")
+        server = subprocess.Popen(me + ["--serve", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            ready, _w, _x = select.select([server.stdout], [], [], 60)
+            line = server.stdout.readline().decode().strip() if ready else "no word within 60 s"
+            if line != "ready":
+                sys.exit("the loopback servers did not start (%r)" % line)
+            _out, _err, _wall, idle_rss, _rc = measured(me + ["--idle"])
+            print("  baseline: a Python process that imports _probe peaks at %.1f MiB RSS" % idle_rss)
+            runs = [("port_probe tcp (no TLS/SIP)", me + ["--sweep", str(port), "--targets", targets_file.name])]
+            if nmap:
+                runs.append(("nmap -sT, rtt timeout fixed at 1 s", nmap_argv(nmap, port, targets_file.name, True)))
+                runs.append(("nmap -sT, adaptive rtt timeout (max 1 s)",
+                             nmap_argv(nmap, port, targets_file.name, False)))
+            runs.append(("port_probe defaults (tcp+udp, TLS, SIP)",
+                         me + ["--sweep", str(port), "--full", "--targets", targets_file.name]))
+            print("\n%-42s %9s %12s %10s  %s" % ("run", "wall s", "peak RSS MiB", "unexpected", "states"))
+            for label, argv in runs:
+                out, err, wall, rss, code = measured(argv)
+                if code != 0:
+                    print("%-42s failed (exit %s): %s" % (label, code, err.strip()[-400:]))
+                    continue
+                if label.startswith("nmap"):
+                    table, wrong = tally(kinds, nmap_states(out), EXPECTED_TCP)
+                    print("%-42s %9.2f %12.1f %10d  %s" % (label, wall, rss, wrong, show_table(table)))
+                    continue
+                report = json.loads(out)
+                tcp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/tcp")}
+                table, wrong = tally(kinds, tcp, EXPECTED_TCP)
+                print("%-42s %9.2f %12.1f %10d  tcp %s" % (label, wall, rss, wrong, show_table(table)))
+                print("%-42s %9s %12s %10s  (probe time inside the process: %.2f s)"
+                      % ("", "", "", "", report["wall"]))
+                udp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/udp")}
+                if udp:
+                    table, wrong = tally(kinds, udp, EXPECTED_UDP)
+                    print("%-42s %9s %12s %10d  udp %s" % ("", "", "", wrong, show_table(table)))
+                    sip = sum(1 for v in report["states"].values() if v[1])
+                    tls = sum(1 for v in report["states"].values() if v[2])
+                    print("%-42s %9s %12s %10s  TLS details on %d, SIP answers on %d records"
+                          % ("", "", "", "", tls, sip))
+            if not nmap:
+                print("nmap: not run - %s" % nmap_problem)
+        finally:
+            server.stdin.close()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    print("\nwall s = the child process from start to exit (interpreter start-up and imports included);"
+          " peak RSS = that child's ru_maxrss (wait4).")
+    print("Lower bound for this layout: a silent target takes timeout x (retries + 1) = %gs; with TCP and UDP,"
+          " 400 silent probes share 256 slots, so at least %.1f s." % (
+              TIMEOUT * (RETRIES + 1), 2 * COUNTS["silent"] * TIMEOUT * (RETRIES + 1) / CONCURRENCY))
+    if nmap:
+        print("nmap commands: %s" % " ".join(nmap_argv("nmap", port, "TARGETS", True)))
+        print("               %s" % " ".join(nmap_argv("nmap", port, "TARGETS", False)))
+    return None
+
+
+if __name__ == "__main__":
+    main()

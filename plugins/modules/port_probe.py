@@ -1,0 +1,360 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: port_probe
+short_description: See what the network sees of a port - TCP/UDP state, TLS certificate, SIP answer
+version_added: 0.1.0
+description:
+  - "Probes one port (5061, SIP over TLS, by default) on many hosts at once from the host the task
+    runs on - normally the controller (C(delegate_to: localhost) with C(run_once)), or a chosen
+    vantage host - and reports, for every address and protocol, what answered."
+  - B(TCP) - V(open) (connected), V(closed) (a reset or an ICMP port unreachable) or
+    V(filtered) (no answer to O(retries)+1 attempts; an ICMP host unreachable or
+    administratively prohibited answer also counts as V(filtered)).
+  - B(TLS) - on an open TCP port, a TLS handshake reports the protocol version, the cipher and
+    the certificate (subject, issuer, SANs, not-after, days left). Nothing is verified - this
+    is discovery - and old protocol versions are accepted so that an old server shows as what
+    it is. Certificates are decoded with the C(cryptography) library when it is importable and
+    with the Python ssl module's own decoder otherwise.
+  - B(SIP) - an RFC 3261 C(OPTIONS) request, over TLS when O(tls=true), over plain TCP when
+    O(tls=false), and as the UDP datagram. A TCP connect alone proves nothing (a proxy or a
+    load balancer accepts it), so each record says whether SIP answered (RV(probes[].sip)).
+    When the TLS handshake fails, the failure is reported and no plain-TCP C(OPTIONS) is sent.
+  - B(UDP) - the C(OPTIONS) request is the datagram. A reply is V(open), an ICMP port
+    unreachable is V(closed), silence is V(open|filtered).
+  - Host names are resolved (in the host's resolver, bounded by O(timeout) x (O(retries)+1))
+    and every address of the requested O(families) is probed.
+  - Bounded - every wait has O(timeout), there are at most O(retries)+1 attempts, and at most
+    O(concurrency) probes are in flight. A probe knows its state after at most
+    O(timeout) x (O(retries)+1); an open TCP port takes at most 2 x O(timeout) more (the
+    handshake and the SIP answer). With no more probes than O(concurrency) that is the time of
+    the whole run; beyond, the probes queue for a free slot.
+  - Read-only; never reports C(changed).
+author:
+  - sipguard maintainers (@sipguard)
+options:
+  targets:
+    description:
+      - Host names, IPv4 and IPv6 addresses to probe (IPv6 with or without brackets).
+      - A host name is resolved and each of its addresses in O(families) is probed. A name with
+        no such address gives records in state V(error); an address literal outside O(families)
+        is skipped with a warning.
+    type: list
+    elements: str
+    required: true
+  port:
+    description: The port to probe, 1-65535.
+    type: int
+    default: 5061
+  protocols:
+    description: The transport protocols to probe. At least one.
+    type: list
+    elements: str
+    choices: [tcp, udp]
+    default: [tcp, udp]
+  families:
+    description: The address families to probe. At least one.
+    type: list
+    elements: str
+    choices: [ipv4, ipv6]
+    default: [ipv4, ipv6]
+  timeout:
+    description: Seconds each attempt (connect, handshake, SIP answer, UDP reply) may take. Greater than 0.
+    type: float
+    default: 2
+  retries:
+    description:
+      - How many times to try again after silence (a TCP connect or a UDP datagram without
+        any answer). A reset or an ICMP answer is final. A UDP retry resends the same request,
+        as a SIP retransmission would.
+    type: int
+    default: 1
+  concurrency:
+    description: How many probes (one socket each) may be in flight at once. At least 1.
+    type: int
+    default: 256
+  tls:
+    description:
+      - Whether to run a TLS handshake on open TCP ports and send C(OPTIONS) over TLS.
+      - V(false) sends C(OPTIONS) over plain TCP (when O(sip=true)) - for plain SIP ports.
+    type: bool
+    default: true
+  sip:
+    description:
+      - Whether to send a SIP C(OPTIONS) request on open TCP ports and to parse the answers.
+      - UDP always sends the C(OPTIONS) request as its datagram (an empty datagram gets no
+        answer from a SIP server); V(false) only leaves the answer out of the records.
+    type: bool
+    default: true
+  server_name:
+    description:
+      - The name to send in the TLS Server Name Indication.
+      - By default the target's name when the target is a host name, and none for addresses.
+    type: str
+notes:
+  - Probes only from the host the task runs on. What a scanner on the Internet sees can differ
+    (NAT, provider filters, a firewall in between); run it from a vantage point that matters.
+  - Sends one TCP connection (and one C(OPTIONS) request) per open TCP address and up to
+    O(retries)+1 datagrams per UDP address. No other traffic, apart from name resolution.
+  - Without privileges, a TCP probe is a full connect (like C(nmap -sT)), so the probed
+    service may log it.
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; in check mode it probes exactly as it does otherwise.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to show.
+seealso:
+  - module: sipguard.firewall.ufw_port
+  - name: RFC 3261 - SIP, section 11 (OPTIONS)
+    description: The request the probe sends and the answer it reads.
+    link: https://www.rfc-editor.org/rfc/rfc3261#section-11
+"""
+
+EXAMPLES = r"""
+- name: Is SIP over TLS exposed on the SIP hosts, seen from the controller?
+  sipguard.firewall.port_probe:
+    targets: "{{ groups['sip'] | map('extract', hostvars, 'ansible_host') | list }}"
+  delegate_to: localhost
+  run_once: true
+  register: sips_probe
+
+- name: Fail when any of them is open
+  ansible.builtin.assert:
+    that: not sips_probe.summary.exposed
+    fail_msg: "{{ sips_probe.summary.message }}"
+  run_once: true
+
+- name: Certificates that expire within 30 days
+  ansible.builtin.debug:
+    msg: "{{ item.address }}: {{ item.tls.subject }} expires in {{ item.tls.days_left }} days"
+  loop: "{{ sips_probe.probes | selectattr('tls') | list }}"
+  when: item.tls.days_left is not none and item.tls.days_left < 30
+  run_once: true
+
+- name: Plain SIP on 5060, TCP over IPv6 only, from a chosen vantage host
+  sipguard.firewall.port_probe:
+    targets: [sbc1.example.org, 2001:db8::5060]
+    port: 5060
+    protocols: [tcp]
+    families: [ipv6]
+    tls: false
+    timeout: 1
+  delegate_to: bastion.example.org
+  run_once: true
+"""
+
+RETURN = r"""
+probes:
+  description:
+    - One record per target, address and protocol, in the order of O(targets), then the
+      resolver's order of addresses, then V(tcp) before V(udp).
+    - A target whose name does not resolve (or has no address in O(families)) gives one record
+      per protocol with RV(probes[].address=null) and RV(probes[].state=error).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    target:
+      description: The target as given.
+      type: str
+      sample: sbc1.example.org
+    address:
+      description: The address probed; null when the target did not resolve.
+      type: str
+      sample: 192.0.2.10
+    family:
+      description: V(ipv4) or V(ipv6); null when the target did not resolve.
+      type: str
+    protocol:
+      description: V(tcp) or V(udp).
+      type: str
+    port:
+      description: The port probed.
+      type: int
+      sample: 5061
+    state:
+      description:
+        - V(open), V(closed), V(filtered) (TCP), V(open|filtered) (UDP silence), or V(error)
+          (the target did not resolve, or the probe could not be sent, such as no route).
+      type: str
+      sample: open
+    rtt_ms:
+      description: Milliseconds to the answer that decided the state (connect, reset, reply, ICMP); null on silence.
+      type: float
+      sample: 1.52
+    attempts:
+      description: Connect attempts or datagrams sent.
+      type: int
+      sample: 1
+    tls:
+      description: The TLS handshake on an open TCP port; null when not tried or when it failed (see RV(probes[].error)).
+      type: dict
+      contains:
+        version:
+          description: The protocol version negotiated.
+          type: str
+          sample: TLSv1.3
+        cipher:
+          description: The cipher suite negotiated.
+          type: str
+          sample: TLS_AES_256_GCM_SHA384
+        bits:
+          description: The cipher's secret bits.
+          type: int
+          sample: 256
+        server_name:
+          description: The SNI name sent; null when none was sent.
+          type: str
+        handshake_ms:
+          description: Milliseconds the handshake took.
+          type: float
+        subject:
+          description: The certificate's subject (RFC 4514).
+          type: str
+          sample: CN=sbc1.example.org,O=Example
+        issuer:
+          description: The certificate's issuer (RFC 4514).
+          type: str
+          sample: CN=R11,O=Let's Encrypt,C=US
+        san:
+          description: The subject alternative names, each with its kind (C(DNS:), C(IP:), C(URI:), C(email:)).
+          type: list
+          elements: str
+          sample: ["DNS:sbc1.example.org", "IP:192.0.2.10"]
+        not_before:
+          description: Start of validity, UTC, ISO 8601.
+          type: str
+          sample: "2026-01-01T00:00:00Z"
+        not_after:
+          description: End of validity, UTC, ISO 8601.
+          type: str
+          sample: "2026-04-01T00:00:00Z"
+        days_left:
+          description: Whole days until RV(probes[].tls.not_after); negative once expired.
+          type: int
+          sample: 42
+        serial:
+          description: The serial number, hexadecimal.
+          type: str
+        self_issued:
+          description: Whether subject and issuer are the same name (typically self-signed).
+          type: bool
+        sha256:
+          description: SHA-256 fingerprint of the certificate (DER), hexadecimal.
+          type: str
+        decoder:
+          description: What decoded the certificate, V(cryptography) or V(ssl).
+          type: str
+        error:
+          description: Why the certificate could not be decoded (the other fields are then null); null otherwise.
+          type: str
+    sip:
+      description:
+        - The answer to the C(OPTIONS) request; null when none came (or O(sip=false)). A final
+          answer is preferred; a provisional one (1xx) is reported when no final one came.
+      type: dict
+      contains:
+        status_code:
+          description: The status code.
+          type: int
+          sample: 200
+        reason:
+          description: The reason phrase.
+          type: str
+          sample: OK
+        server:
+          description: The Server header; null when absent.
+          type: str
+          sample: Asterisk PBX 20.5.0
+        user_agent:
+          description: The User-Agent header; null when absent.
+          type: str
+        allow:
+          description: The methods in the Allow header(s), upper case; null when absent.
+          type: list
+          elements: str
+          sample: [INVITE, ACK, CANCEL, OPTIONS, BYE]
+        transport:
+          description: V(TLS), V(TCP) or V(UDP).
+          type: str
+        rtt_ms:
+          description: Milliseconds from sending the request to the answer.
+          type: float
+    error:
+      description: What went wrong or stayed silent, "; "-separated (TLS and SIP failures included); null when nothing did.
+      type: str
+      sample: "TLS: no handshake within 2s"
+counts:
+  description: How many records are in each state (every state is present).
+  returned: always
+  type: dict
+  sample: {"open": 1, "closed": 2, "filtered": 1, "open|filtered": 3, "error": 0}
+summary:
+  description: The verdict over all records.
+  returned: always
+  type: dict
+  contains:
+    exposed:
+      description: Whether any record is V(open).
+      type: bool
+    sip_answered:
+      description: Whether SIP answered on any record.
+      type: bool
+    open:
+      description: The open endpoints, as C(address:port/protocol) (IPv6 in brackets).
+      type: list
+      elements: str
+      sample: ["192.0.2.10:5061/tcp"]
+    message:
+      description: One sentence for a person.
+      type: str
+      sample: "port 5061 is exposed: open on 192.0.2.10:5061/tcp (SIP 200 OK)"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import (
+    ProbeRequest,
+    ProbeRequestError,
+    run_probe,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            targets=dict(type="list", elements="str", required=True),
+            port=dict(type="int", default=5061),
+            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
+            families=dict(type="list", elements="str", choices=["ipv4", "ipv6"], default=["ipv4", "ipv6"]),
+            timeout=dict(type="float", default=2.0),
+            retries=dict(type="int", default=1),
+            concurrency=dict(type="int", default=256),
+            tls=dict(type="bool", default=True),
+            sip=dict(type="bool", default=True),
+            server_name=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        request = ProbeRequest.from_params(module.params)
+    except ProbeRequestError as exc:
+        module.fail_json(msg=str(exc))
+
+    result = run_probe(request)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""port_probe's entry point: bad input fails naming the value before anything is probed;
+a run against a SIP server on loopback returns the documented structure, in check mode too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+import pytest
+import yaml
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.sipguard.firewall.plugins.module_utils import _probe
+from ansible_collections.sipguard.firewall.plugins.modules import port_probe
+
+
+def run_module(capsys, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exit_info:
+            port_probe.main()
+    return exit_info.value.code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def no_probing(monkeypatch):
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError("probed despite bad input")
+
+    monkeypatch.setattr(port_probe, "run_probe", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("args, named", [
+    (dict(targets=["127.0.0.1"], port=0), "0"),
+    (dict(targets=["127.0.0.1"], port=65536), "65536"),
+    (dict(targets=["127.0.0.1"], port="abc"), "abc"),
+    (dict(targets=["127.0.0.1"], protocols=["icmp"]), "icmp"),
+    (dict(targets=["127.0.0.1"], protocols=[]), "protocols"),
+    (dict(targets=["127.0.0.1"], families=["ipv5"]), "ipv5"),
+    (dict(targets=["127.0.0.1"], concurrency=0), "concurrency 0"),
+    (dict(targets=["127.0.0.1"], timeout=0), "timeout 0"),
+    (dict(targets=["127.0.0.1"], timeout=-2), "-2"),
+    (dict(targets=["127.0.0.1"], retries=-1), "-1"),
+    (dict(targets=[]), "targets"),
+    (dict(), "targets"),
+    (dict(targets=["10.0.0.300"]), "10.0.0.300"),
+    (dict(targets=["192.0.2.0/24"]), "192.0.2.0/24"),
+    (dict(targets=["127.0.0.1"], server_name="::1"), "::1"),
+])
+def test_bad_input_fails_naming_the_value_and_probes_nothing(capsys, no_probing, args, named):
+    code, result = run_module(capsys, args)
+    assert code == 1 and result["failed"] is True
+    assert named in result["msg"]
+    assert no_probing == []
+
+
+class SipServerThread:
+    """A plain-TCP and UDP SIP UAS on 127.0.0.1 and ::1 (same port), in its own thread and loop."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.port = None
+        self.closers = []
+
+    @staticmethod
+    def answer(request):
+        headers = {}
+        for line in request.split("\r\n")[1:]:
+            name, _sep, value = line.partition(":")
+            headers.setdefault(name.strip().lower(), value.strip())
+        return ("SIP/2.0 200 OK\r\nVia: %s\r\nFrom: %s\r\nTo: %s;tag=1\r\nCall-ID: %s\r\nCSeq: %s\r\n"
+                "User-Agent: LoopbackPBX/2\r\nAllow: OPTIONS, INVITE\r\nContent-Length: 0\r\n\r\n" % (
+                    headers["via"], headers["from"], headers["to"], headers["call-id"], headers["cseq"])).encode()
+
+    async def _handle(self, reader, writer):
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.write(self.answer(request.decode()))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _start(self):
+        server_self = self
+
+        class Udp(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def datagram_received(self, data, addr):
+                self.transport.sendto(server_self.answer(data.decode()), addr)
+
+        for _attempt in range(20):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            closers = []
+            try:
+                for host in ("127.0.0.1", "::1"):
+                    server = await asyncio.start_server(self._handle, host, port)
+                    closers.append(server.close)
+                    transport, _protocol = await self.loop.create_datagram_endpoint(Udp, local_addr=(host, port))
+                    closers.append(transport.close)
+            except OSError:
+                for close in closers:
+                    close()
+                continue
+            self.port, self.closers = port, closers
+            return
+        raise RuntimeError("no free port on both loopbacks")
+
+    def __enter__(self):
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc_info):
+        async def close():
+            for closer in self.closers:
+                closer()
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+RECORD_KEYS = {"target", "address", "family", "protocol", "port", "state", "rtt_ms", "attempts", "tls", "sip",
+               "error"}
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check-mode"])
+def test_run_against_a_loopback_sip_server_returns_the_documented_structure(capsys, check_mode):
+    with SipServerThread() as server:
+        code, result = run_module(capsys, dict(targets=["127.0.0.1", "[::1]"], port=server.port, tls=False,
+                                               timeout=1, retries=0, _ansible_check_mode=check_mode))
+    assert code == 0, result
+    assert result["changed"] is False and "failed" not in result
+    assert [(r["address"], r["protocol"]) for r in result["probes"]] == [
+        ("127.0.0.1", "tcp"), ("127.0.0.1", "udp"), ("::1", "tcp"), ("::1", "udp")]
+    for record in result["probes"]:
+        assert set(record) == RECORD_KEYS
+        assert record["state"] == "open" and record["port"] == server.port and record["error"] is None
+        assert record["tls"] is None
+        assert record["sip"] == {"status_code": 200, "reason": "OK", "server": None,
+                                 "user_agent": "LoopbackPBX/2", "allow": ["OPTIONS", "INVITE"],
+                                 "transport": record["protocol"].upper(), "rtt_ms": record["sip"]["rtt_ms"]}
+    assert result["counts"] == {"open": 4, "closed": 0, "filtered": 0, "open|filtered": 0, "error": 0}
+    assert result["summary"]["exposed"] is True and result["summary"]["sip_answered"] is True
+    assert result["summary"]["open"] == ["127.0.0.1:%d/tcp" % server.port, "127.0.0.1:%d/udp" % server.port,
+                                         "[::1]:%d/tcp" % server.port, "[::1]:%d/udp" % server.port]
+
+
+def test_skipped_literal_is_a_warning(capsys):
+    with SipServerThread() as server:
+        code, result = run_module(capsys, dict(targets=["::1", "127.0.0.1"], port=server.port, families=["ipv4"],
+                                               protocols=["tcp"], tls=False, sip=False, timeout=1))
+    assert code == 0
+    assert [r["address"] for r in result["probes"]] == ["127.0.0.1"]
+    # ansible-core 2.19 returns warnings as structured events; the text is in there
+    assert len(result["warnings"]) == 1
+    assert "target ::1 skipped: its family is not in families (ipv4)" in json.dumps(result["warnings"])
+
+
+def test_documentation_matches_the_records():
+    """RETURN documents every key a record, tls{} and sip{} carry; options match the spec's defaults."""
+    returned = yaml.safe_load(port_probe.RETURN)
+    contains = returned["probes"]["contains"]
+    assert set(contains) == RECORD_KEYS
+    assert set(contains["tls"]["contains"]) == {"version", "cipher", "bits", "server_name", "handshake_ms"} | set(
+        _probe.CERTIFICATE_FIELDS) | {"sha256", "decoder", "error"}
+    assert set(contains["sip"]["contains"]) == {"status_code", "reason", "server", "user_agent", "allow",
+                                                "transport", "rtt_ms"}
+    assert set(returned["counts"]["sample"]) == set(_probe.STATES)
+    documented = yaml.safe_load(port_probe.DOCUMENTATION)
+    assert documented["attributes"]["check_mode"]["support"] == "full"
+    assert documented["attributes"]["diff_mode"]["support"] == "none"
+    assert {name: option.get("default") for name, option in documented["options"].items()} == {
+        "targets": None, "port": 5061, "protocols": ["tcp", "udp"], "families": ["ipv4", "ipv6"], "timeout": 2,
+        "retries": 1, "concurrency": 256, "tls": True, "sip": True, "server_name": None}
