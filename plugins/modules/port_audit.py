@@ -64,6 +64,7 @@ attributes:
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 seealso:
   - module: sipguard.firewall.ufw_port
   - module: sipguard.firewall.port_probe
