@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import (
     ProcNetError,
-    find_socket_owners,
-    listeners_on_port,
-    read_socket_tables,
+    find_listeners,
+    listener_record,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_NAT,
@@ -60,14 +59,6 @@ def ufw_rule_verdict(rules, port, protocol, default_policy):
     return dict(action="default " + default_policy, rule=None, open_from=open_from)
 
 
-def _listener_record(listener, owners):
-    return dict(protocol=listener.protocol, family=listener.family, address=listener.address,
-                port=listener.port, wildcard=listener.wildcard, loopback_only=listener.loopback_only,
-                dual_stack=listener.dual_stack, uid=listener.uid,
-                processes=[dict(pid=owner.pid, name=owner.name, cmdline=owner.cmdline)
-                           for owner in owners.get(listener.inode, [])])
-
-
 def _serves(listener, family):
     """Whether a listening socket takes connections of this family (:: may take IPv4 too)."""
     return listener.family == family or (
@@ -87,11 +78,9 @@ def _who_listens(serving, owners):
 def run_audit(host, request):
     """The audit result for request.port over request.protocols x request.families."""
     try:
-        tables = read_socket_tables(host)
+        listeners, owners = find_listeners(host, request.port, request.protocols)
     except ProcNetError as exc:
         raise UfwPortError("cannot read the socket tables: %s" % exc)
-    listeners = listeners_on_port(tables, request.port, request.protocols)
-    owners = find_socket_owners(host, [listener.inode for listener in listeners])
     snapshot = read_snapshot(host, request.families, require_ufw=False)
     nft = host.find_executable("nft")
     nft_tables = parse_nft_ruleset(host.run([nft, "list", "ruleset"])) if nft else None
@@ -127,7 +116,7 @@ def run_audit(host, request):
     return dict(
         changed=False, port=request.port, exposed=any(item["exposed"] for item in summary),
         reasons=all_reasons, summary=summary,
-        listeners=[_listener_record(listener, owners) for listener in listeners],
+        listeners=[listener_record(listener, owners) for listener in listeners],
         ufw=dict(installed=snapshot.installed, version=snapshot.version, enabled=snapshot.enabled,
                  loaded=loaded, active=snapshot.enabled and loaded, backend=snapshot.backend,
                  ipv6=snapshot.ipv6, default_policies=policies if snapshot.installed else {},

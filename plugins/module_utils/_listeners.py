@@ -307,6 +307,8 @@ def find_socket_owners(host, inodes, proc_root="/proc", stop_early=False):
     listdir []).
     """
     wanted = {SOCKET_LINK_FORMAT % inode: inode for inode in inodes if inode}
+    if not wanted:  # nothing listens: no reason to walk every process
+        return {inode: [] for inode in inodes}
     pids_by_inode = {inode: [] for inode in inodes if inode}
     unfound = set(wanted.values())
     pids = sorted(int(entry) for entry in host.listdir(proc_root) if entry.isdigit())
@@ -331,3 +333,18 @@ def find_socket_owners(host, inodes, proc_root="/proc", stop_early=False):
             if descriptions[pid] is not None:
                 owners_by_inode[inode].append(descriptions[pid])
     return owners_by_inode
+
+
+def find_listeners(host, port, protocols, proc_root="/proc"):
+    """The sockets listening on port and their owners: (listeners, {inode: [SocketOwner]})."""
+    listeners = listeners_on_port(read_socket_tables(host, proc_root), port, protocols)
+    return listeners, find_socket_owners(host, [listener.inode for listener in listeners], proc_root)
+
+
+def listener_record(listener, owners):
+    """A listener and its processes as plain data for a module result."""
+    return dict(protocol=listener.protocol, family=listener.family, address=listener.address,
+                port=listener.port, wildcard=listener.wildcard, loopback_only=listener.loopback_only,
+                dual_stack=listener.dual_stack, uid=listener.uid,
+                processes=[dict(pid=owner.pid, name=owner.name, cmdline=owner.cmdline)
+                           for owner in owners.get(listener.inode, [])])

@@ -20,6 +20,11 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
+from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import (
+    ProcNetError,
+    find_listeners,
+    listener_record,
+)
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
     BYPASS_UFW_ALLOWS,
@@ -547,13 +552,24 @@ def run_ufw_port(host, request, check_mode, want_diff):
         snapshot = read_snapshot(host, request.families)
         plans = [plan_family(snapshot.rules[family], request, family) for family in request.families]
         active = all(snapshot.loaded(family) for family in request.families if family != "ipv6" or snapshot.ipv6)
-        result = dict(changed=False, effective=None, reasons=[], drift=[], actions=[],
+        result = dict(changed=False, effective=None, reasons=[], drift=[], actions=[], warnings=[],
                       rules_added=[_status(rule) for plan in plans for rule in plan.added],
                       rules_removed=[_status(rule) for plan in plans for rule in plan.removed],
                       conflicts=[dict(rule=_status(rule), family=plan.family, handling=handling)
                                  for plan in plans for rule, handling in plan.conflicts])
         if want_diff:
             result["diff"] = _diff(plans)
+        if request.state == "closed":
+            # The state before the change and who listens: what a fleet report shows
+            # next to the result, without a second module run on the host.
+            before_reasons, _notes = evaluate_exposure(request, snapshot, snapshot.live)
+            result["before"] = dict(effective=not before_reasons, reasons=before_reasons)
+            try:
+                listeners, owners = find_listeners(host, request.port, request.protocols)
+                result["listeners"] = [listener_record(listener, owners) for listener in listeners]
+            except ProcNetError as exc:
+                result["listeners"] = []
+                result["warnings"].append("cannot read the socket tables: %s" % exc)
 
         if active:
             # A family UFW does not load (IPv6 with IPV6=no) only gets its file written.
@@ -608,6 +624,7 @@ def run_ufw_port(host, request, check_mode, want_diff):
 
         result["ufw"] = ufw
         if request.state == "closed" and after is not None:
-            result["reasons"], result["warnings"] = evaluate_exposure(request, snapshot, after)
+            result["reasons"], warnings = evaluate_exposure(request, snapshot, after)
+            result["warnings"].extend(warnings)
             result["effective"] = not result["reasons"]
         return result

@@ -203,6 +203,29 @@ actions:
   type: list
   elements: str
   sample: ["set the default incoming policy to allow (was deny) so every port reachable now stays reachable"]
+before:
+  description: Whether the port was closed before the task, and why not (same form as RV(reasons)).
+  returned: when O(state=closed)
+  type: dict
+  contains:
+    effective:
+      description: The port was closed before the task.
+      type: bool
+    reasons:
+      description: Why it was reachable.
+      type: list
+      elements: str
+  sample: {"effective": false, "reasons": ["ipv4/tcp: ufw's own filter ufw-user-input rule 1 accepts tcp port 5061 ..."]}
+listeners:
+  description:
+    - Sockets listening on the port and their processes (see M(sipguard.firewall.port_audit) for the fields).
+      Read from C(/proc), no extra process.
+  returned: when O(state=closed)
+  type: list
+  elements: dict
+  sample: [{"protocol": "tcp", "family": "ipv6", "address": "::", "port": 5061, "wildcard": true,
+            "loopback_only": false, "dual_stack": null, "uid": 0,
+            "processes": [{"pid": 812, "name": "kamailio", "cmdline": ["kamailio", "-f", "/etc/kamailio/kamailio.cfg"]}]}]
 ufw:
   description: UFW's state after the task.
   returned: always

@@ -113,6 +113,14 @@ class FakeHost:
     def write_atomic(self, path, text):
         self.files[path] = text
 
+    @staticmethod
+    def listdir(path):
+        return []
+
+    @staticmethod
+    def readlink(path):
+        return None
+
     @contextlib.contextmanager
     def ufw_lock(self, timeout):
         self.lock_taken = True
@@ -336,6 +344,10 @@ def test_a_change_writes_both_files_and_loads_each_family_once():
                                            "-A ufw-user-input -p udp --dport 5061 -j DROP"]
     assert "# sipguard" in result["diff"][0]["after"] and "# sipguard" not in result["diff"][0]["before"]
     assert len(result["rules_added"]) == 4
+    # The state before the change travels with the result (`allow 5061` let it in).
+    assert result["before"]["effective"] is False
+    assert any(reason.startswith("ipv4/tcp: ufw's own") for reason in result["before"]["reasons"])
+    assert result["listeners"] == []
 
 
 def test_a_no_op_only_reads_the_running_rule_sets():
