@@ -164,15 +164,18 @@ def test_run_against_a_loopback_sip_server_returns_the_documented_structure(caps
                                          "[::1]:%d/tcp" % server.port, "[::1]:%d/udp" % server.port]
 
 
-def test_skipped_literal_is_a_warning(capsys):
+def test_skipped_literal_is_a_warning(capsys, monkeypatch):
+    # Captured at the source: how ansible-core delivers a warning depends on whether
+    # controller code was imported into the same process (other tests do that).
+    warned = []
+    monkeypatch.setattr(port_probe.AnsibleModule, "warn", lambda self, warning: warned.append(warning))
     with SipServerThread() as server:
         code, result = run_module(capsys, dict(targets=["::1", "127.0.0.1"], port=server.port, families=["ipv4"],
                                                protocols=["tcp"], tls=False, sip=False, timeout=1))
     assert code == 0
     assert [r["address"] for r in result["probes"]] == ["127.0.0.1"]
-    # ansible-core 2.19 returns warnings as structured events; the text is in there
-    assert len(result["warnings"]) == 1
-    assert "target ::1 skipped: its family is not in families (ipv4)" in json.dumps(result["warnings"])
+    assert len(warned) == 1
+    assert "target ::1 skipped: its family is not in families (ipv4)" in warned[0]
 
 
 def test_documentation_matches_the_records():
