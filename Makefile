@@ -1,5 +1,11 @@
-# The two commands a newcomer needs (see README.md).
-.PHONY: test setup lint build sanity unit molecule clean bench-processes bench-probe-sweep
+# The two commands a newcomer needs (see README.md): make demo, make test.
+.PHONY: demo demo-clean test setup lint build sanity unit molecule clean bench-processes bench-probe-sweep
+
+demo:            ## install what is missing, start a demo fleet, audit -> close -> audit, print the table
+	demo/run.sh
+
+demo-clean:      ## remove the demo fleet's containers
+	demo/run.sh clean
 
 test:            ## install what is missing, then lint, sanity, unit tests, molecule
 	tests/harness/run-tests.sh

@@ -33,6 +33,13 @@ stage_build() {
     module=$(basename "$module" .py)
     ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-doc "sipguard.firewall.$module" > /dev/null
   done
+  local filter
+  for filter in plugins/filter/*.py; do
+    filter=$(basename "$filter" .py)
+    ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-doc -t filter "sipguard.firewall.$filter" > /dev/null
+  done
+  # The role's argument spec renders too (it is the role's documentation).
+  ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-doc -t role sipguard.firewall.sips > /dev/null
 }
 stage_sanity() { tests/harness/sanity.sh; }
 stage_unit() { python -m pytest -q; }

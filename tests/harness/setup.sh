@@ -15,7 +15,7 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------
 missing=()
-for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck; do
+for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck chromium:chromium; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
