@@ -37,9 +37,9 @@ listener() {
 }
 podman cp molecule/sips_server/files/kamailio.cfg sipguard-demo-sips:/etc/kamailio/sipguard.cfg
 podman cp molecule/sips_server/files/sipguard-tls.cfg sipguard-demo-sips:/etc/kamailio/sipguard-tls.cfg
-in_host sips 'openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pbx.demo.test
-  -addext subjectAltName=DNS:pbx.demo.test -keyout /etc/kamailio/sipguard-key.pem
-  -out /etc/kamailio/sipguard-cert.pem 2>/dev/null && kamailio -f /etc/kamailio/sipguard.cfg -P /run/kamailio.pid >/dev/null 2>&1'
+in_host sips 'openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pbx.demo.test \
+  -addext subjectAltName=DNS:pbx.demo.test -keyout /etc/kamailio/sipguard-key.pem \
+  -out /etc/kamailio/sipguard-cert.pem >/dev/null 2>&1 && kamailio -f /etc/kamailio/sipguard.cfg -P /run/kamailio.pid >/dev/null 2>&1'
 in_host sips 'ufw default deny incoming && ufw allow 5061 && ufw allow 8080/tcp && ufw --force enable' > /dev/null
 listener range
 in_host range 'ufw default deny incoming && ufw allow 5000:6000/tcp && ufw allow 5000:6000/udp && ufw --force enable' > /dev/null
@@ -62,7 +62,16 @@ in_host closed 'ufw default allow incoming && ufw deny 5061 && ufw --force enabl
 } > "$work/inventory.ini"
 sleep 2  # let kamailio and the listeners come up
 
-run() { echo; echo "### ansible-playbook sipguard.firewall.$1"; ansible-playbook "sipguard.firewall.$1" -i "$work/inventory.ini" "${@:2}" | tail -n 25 || true; }
+# Each run's full output goes to build/demo/<playbook>-<n>.log; shown here: the role's
+# summary and the recap. A failing host does not stop the demo (its row says why).
+runs=0
+run() {
+  runs=$((runs + 1))
+  local log=$work/$1-$runs.log
+  echo; echo "### ansible-playbook sipguard.firewall.$1 -i build/demo/inventory.ini   (log: $log)"
+  ansible-playbook "sipguard.firewall.$1" -i "$work/inventory.ini" "${@:2}" > "$log" 2>&1 || true
+  awk '/: Summary\]/ {show=1} /^PLAY RECAP/ {show=1} show && /^$/ {show=0} show' "$log"
+}
 run audit
 cp "$work/report/sips-report.json" "$work/before.json"
 run close

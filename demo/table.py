@@ -10,11 +10,13 @@ def load(path):
 
 def main(before_path, after_path):
     before, after = load(before_path), load(after_path)
-    print("%-24s %-10s %-10s %s" % ("host", "before", "after", "why (before)"))
+    print("%-24s %-9s %-9s %-10s %s" % ("host", "before", "after", "listener", "why it was exposed"))
     for host in sorted(set(before) | set(after)):
         was, now = before.get(host, {}), after.get(host, {})
-        reason = (was.get("reasons") or ["-"])[0]
-        print("%-24s %-10s %-10s %s" % (host, was.get("status", "-"), now.get("status", "-"), reason[:90]))
+        # The first reason that is about the firewall (the listener has its own column).
+        reasons = [reason for reason in was.get("reasons") or [] if " listens on " not in reason] or ["-"]
+        print("%-24s %-9s %-9s %-10s %s" % (host, was.get("status", "-"), now.get("status", "-"),
+                                            ",".join(was.get("processes") or ["-"]), reasons[0][:100]))
 
 
 if __name__ == "__main__":
