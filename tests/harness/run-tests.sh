@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, in order: setup (installs what is missing), ansible-lint,
-# ansible-test sanity, unit tests, molecule scenarios. Prints the time of each stage.
+# ansible-test sanity, unit tests, molecule scenarios, the audit through ansible-runner. Prints the time of each stage.
 # Stop at the first failing stage. `run-tests.sh STAGE...` runs only those stages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,16 +44,31 @@ stage_build() {
 stage_sanity() { tests/harness/sanity.sh; }
 stage_unit() { python -m pytest -q; }
 stage_molecule() {
-  local config scenario
+  # Scenarios are independent (own containers, own ephemeral dirs), and most of their time
+  # is waiting on containers and probe timeouts, so a few run at once. Each one's output
+  # goes to build/molecule/<scenario>.log; a failing scenario's log tail is printed.
+  local jobs=${SIPGUARD_MOLECULE_JOBS:-3} scenarios=()
+  local config
   for config in molecule/*/molecule.yml; do
-    scenario=$(basename "$(dirname "$config")")
-    echo "--- molecule scenario: $scenario"
-    molecule test -s "$scenario"
+    scenarios+=("$(basename "$(dirname "$config")")")
   done
+  mkdir -p build/molecule
+  # shellcheck disable=SC2016  # the inner script expands its own variables
+  printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c '
+    start=$(date +%s)
+    if molecule test -s "$1" > "build/molecule/$1.log" 2>&1; then
+      echo "--- molecule $1: passed in $(( $(date +%s) - start )) s"
+    else
+      echo "--- molecule $1: FAILED after $(( $(date +%s) - start )) s; last lines of build/molecule/$1.log:"
+      tail -n 60 "build/molecule/$1.log"
+      exit 1
+    fi' _ {}
 }
 
+stage_awx() { python -m pytest -q tests/awx; }
+
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule)
+[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx)
 timings=()
 for stage in "${stages[@]}"; do
   declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }
