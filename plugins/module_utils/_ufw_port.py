@@ -540,10 +540,10 @@ def _diff(plans):
             for plan in plans]
 
 
-def _ufw_facts(snapshot, active_after):
-    return dict(version=snapshot.version, enabled=snapshot.enabled or active_after,
-                loaded=active_after, active=active_after, backend=snapshot.backend,
-                ipv6=snapshot.ipv6, default_policies=snapshot.policies())
+def _ufw_facts(snapshot, active_after, enabled_after=None):
+    enabled = snapshot.enabled if enabled_after is None else enabled_after
+    return dict(version=snapshot.version, enabled=enabled, loaded=active_after, active=active_after and enabled,
+                backend=snapshot.backend, ipv6=snapshot.ipv6, default_policies=snapshot.policies())
 
 
 def run_ufw_port(host, request, check_mode, want_diff):
@@ -586,7 +586,7 @@ def run_ufw_port(host, request, check_mode, want_diff):
                 if not check_mode:
                     host.write_atomic(UFW_CONF, set_key_values(host.read_text(UFW_CONF), {"ENABLED": "yes"}))
             after = tables_after(snapshot, plans)
-            ufw = _ufw_facts(snapshot, True)
+            ufw = _ufw_facts(snapshot, True, snapshot.enabled or (request.state == "closed" and not check_mode))
         elif request.state == "absent" or request.inactive == "skip":
             # Nothing is loaded: edit the files only, so a later start of UFW has them.
             changed_plans = [plan for plan in plans if plan.files_change]
@@ -620,7 +620,7 @@ def run_ufw_port(host, request, check_mode, want_diff):
                 apply_start(host, snapshot, plans, updates)
                 after = {family: parse_iptables_save(host.run([FAMILY_FILES[family].save]))
                          for family in request.families}
-            ufw = _ufw_facts(snapshot, not check_mode)
+            ufw = _ufw_facts(snapshot, not check_mode, snapshot.enabled or not check_mode)
 
         result["ufw"] = ufw
         if request.state == "closed" and after is not None:

@@ -491,3 +491,16 @@ def test_iptables_save_spelling_of_a_loaded_rule_is_not_drift(file_line, saved_l
 def test_a_loaded_rule_that_differs_is_drift(file_line, saved_line):
     from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import same_rules
     assert not same_rules(chain_of(file_line), chain_of(saved_line))
+
+
+def test_loaded_but_not_enabled_is_enabled_for_a_close_and_left_alone_for_a_restore():
+    closing = FakeHost(conf="ENABLED=no\n")
+    result = run_ufw_port(closing, request(), check_mode=False, want_diff=False)
+    assert "ENABLED=yes" in closing.files["/etc/ufw/ufw.conf"]
+    assert result["actions"] == ["set ENABLED=yes in /etc/ufw/ufw.conf so the rules are loaded again at boot"]
+    assert result["ufw"]["enabled"] is True and result["ufw"]["active"] is True
+
+    restoring = FakeHost(rules_dir="sipguard-prepended", conf="ENABLED=no\n")
+    result = run_ufw_port(restoring, request(state="absent"), check_mode=False, want_diff=False)
+    assert restoring.files["/etc/ufw/ufw.conf"] == "ENABLED=no\n"
+    assert result["actions"] == [] and result["ufw"]["enabled"] is False and result["ufw"]["active"] is False
