@@ -42,7 +42,15 @@ stage_build() {
   ANSIBLE_COLLECTIONS_PATH=$root/build/installed ansible-doc -t role sipguard.firewall.sips > /dev/null
 }
 stage_sanity() { tests/harness/sanity.sh; }
-stage_unit() { python -m pytest -q; }
+# Test counts per stage, summed into the closing line (pytest's own summary, one per
+# passed molecule scenario).
+counts=$root/build/test-counts
+rm -rf "$counts" && mkdir -p "$counts"
+pytest_counted() {  # NAME [PYTEST ARGS...]
+  local name=$1; shift
+  python -m pytest -q "$@" | tee "$counts/pytest-$name.txt"
+}
+stage_unit() { pytest_counted unit; }
 stage_molecule() {
   # Scenarios are independent (own containers, own ephemeral dirs), and most of their time
   # is waiting on containers and probe timeouts, so a few run at once. Each one's output
@@ -58,6 +66,7 @@ stage_molecule() {
     start=$(date +%s)
     if molecule test -s "$1" > "build/molecule/$1.log" 2>&1; then
       echo "--- molecule $1: passed in $(( $(date +%s) - start )) s"
+      echo "1 passed" > "build/test-counts/molecule-$1.txt"
     else
       echo "--- molecule $1: FAILED after $(( $(date +%s) - start )) s; last lines of build/molecule/$1.log:"
       tail -n 60 "build/molecule/$1.log"
@@ -65,7 +74,7 @@ stage_molecule() {
     fi' _ {}
 }
 
-stage_awx() { python -m pytest -q tests/awx; }
+stage_awx() { pytest_counted awx tests/awx; }
 
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx)
@@ -84,3 +93,6 @@ for stage in "${stages[@]}"; do
 done
 echo "=== stage times"
 printf '%s\n' "${timings[@]}"
+# Reached only when every stage passed: the total of what ran.
+passed=$(cat "$counts"/*.txt 2>/dev/null | grep -oE '[0-9]+ passed' | awk '{n += $1} END {print n + 0}')
+echo "suite: $passed passed, 0 failed"
