@@ -546,12 +546,79 @@ def _ufw_facts(snapshot, active_after, enabled_after=None):
                 backend=snapshot.backend, ipv6=snapshot.ipv6, default_policies=snapshot.policies())
 
 
+def _describe_before(host, snapshot, request, result):
+    """The state before the change and who listens: what a fleet report shows next to
+    the result, without a second module run on the host."""
+    before_reasons, _notes = evaluate_exposure(request, snapshot, snapshot.live)
+    result["before"] = dict(effective=not before_reasons, reasons=before_reasons)
+    try:
+        listeners, owners = find_listeners(host, request.port, request.protocols)
+        result["listeners"] = [listener_record(listener, owners) for listener in listeners]
+    except ProcNetError as exc:
+        result["listeners"] = []
+        result["warnings"].append("cannot read the socket tables: %s" % exc)
+
+
+def _change_running_ufw(host, snapshot, plans, request, result, check_mode):
+    """UFW is loaded: write the files, reload changed or drifted chains. Returns (tables after, ufw facts)."""
+    # A family UFW does not load (IPv6 with IPV6=no) only gets its file written.
+    loaded = [plan for plan in plans if snapshot.loaded(plan.family)]
+    drift = [plan.family for plan in loaded if user_chain_drifted(snapshot, plan.family, plan.before)]
+    reload_families = [plan.family for plan in loaded if plan.files_change or plan.family in drift]
+    result.update(drift=drift, changed=bool(reload_families) or any(plan.files_change for plan in plans))
+    if result["changed"] and not check_mode:
+        apply_active(host, snapshot, plans, reload_families)
+    if not snapshot.enabled and request.state == "closed":
+        # Loaded but not enabled: the close would vanish at the next boot.
+        result["actions"].append("set ENABLED=yes in %s so the rules are loaded again at boot" % UFW_CONF)
+        result["changed"] = True
+        if not check_mode:
+            host.write_atomic(UFW_CONF, set_key_values(host.read_text(UFW_CONF), {"ENABLED": "yes"}))
+    enabled_after = snapshot.enabled or (request.state == "closed" and not check_mode)
+    return tables_after(snapshot, plans), _ufw_facts(snapshot, True, enabled_after)
+
+
+def _edit_files_of_stopped_ufw(host, snapshot, plans, request, result, check_mode):
+    """UFW is not loaded and not to be started: state=absent edits the files only (a later
+    start of UFW loads them); inactive=skip changes nothing and claims nothing."""
+    if request.state == "absent":
+        changed_plans = [plan for plan in plans if plan.files_change]
+        result["changed"] = bool(changed_plans)
+        if changed_plans and not check_mode:
+            apply_active(host, snapshot, changed_plans, reload_families=[])
+    else:
+        result.update(rules_added=[], rules_removed=[], skipped=True, effective=False,
+                      reasons=["UFW is inactive and inactive=skip: nothing was changed"])
+        result.pop("diff", None)
+    result["ufw"] = _ufw_facts(snapshot, False)
+
+
+def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
+    """inactive=enable: refuse if starting would block other traffic, else set the policies,
+    write the rules and start UFW. Returns (tables after or None in check mode, ufw facts)."""
+    blockers = [rule for plan in plans for rule in blocking_rules(plan.after, request)]
+    if blockers:
+        raise UfwPortError(
+            "UFW is inactive and starting it would also activate rules that block other traffic: %s; "
+            "nothing was changed (remove them, or use inactive=fail/skip)"
+            % "; ".join(_status(rule) for rule in blockers),
+            dict(ufw=_ufw_facts(snapshot, False)))
+    updates, actions = start_ufw_plan(snapshot, request)
+    result["actions"] = actions + ["set ENABLED=yes in %s and started UFW (ufw-init start)" % UFW_CONF]
+    result["changed"] = True
+    if check_mode:
+        # What UFW loads at start is known only once it has started.
+        return None, _ufw_facts(snapshot, False)
+    apply_start(host, snapshot, plans, updates)
+    after = {family: parse_iptables_save(host.run([FAMILY_FILES[family].save])) for family in request.families}
+    return after, _ufw_facts(snapshot, True, True)
+
+
 def run_ufw_port(host, request, check_mode, want_diff):
     """Close (or restore) the port; return the module result. Raises UfwPortError."""
     with host.ufw_lock(request.lock_timeout):
         snapshot = read_snapshot(host, request.families)
         plans = [plan_family(snapshot.rules[family], request, family) for family in request.families]
-        active = all(snapshot.loaded(family) for family in request.families if family != "ipv6" or snapshot.ipv6)
         result = dict(changed=False, effective=None, reasons=[], drift=[], actions=[], warnings=[],
                       rules_added=[_status(rule) for plan in plans for rule in plan.added],
                       rules_removed=[_status(rule) for plan in plans for rule in plan.removed],
@@ -560,69 +627,20 @@ def run_ufw_port(host, request, check_mode, want_diff):
         if want_diff:
             result["diff"] = _diff(plans)
         if request.state == "closed":
-            # The state before the change and who listens: what a fleet report shows
-            # next to the result, without a second module run on the host.
-            before_reasons, _notes = evaluate_exposure(request, snapshot, snapshot.live)
-            result["before"] = dict(effective=not before_reasons, reasons=before_reasons)
-            try:
-                listeners, owners = find_listeners(host, request.port, request.protocols)
-                result["listeners"] = [listener_record(listener, owners) for listener in listeners]
-            except ProcNetError as exc:
-                result["listeners"] = []
-                result["warnings"].append("cannot read the socket tables: %s" % exc)
+            _describe_before(host, snapshot, request, result)
 
-        if active:
-            # A family UFW does not load (IPv6 with IPV6=no) only gets its file written.
-            loaded = [plan for plan in plans if snapshot.loaded(plan.family)]
-            drift = [plan.family for plan in loaded if user_chain_drifted(snapshot, plan.family, plan.before)]
-            reload_families = [plan.family for plan in loaded if plan.files_change or plan.family in drift]
-            result.update(drift=drift, changed=bool(reload_families) or any(plan.files_change for plan in plans))
-            if result["changed"] and not check_mode:
-                apply_active(host, snapshot, plans, reload_families)
-            if not snapshot.enabled and request.state == "closed":
-                # Loaded but not enabled: the close would vanish at the next boot.
-                result["actions"].append("set ENABLED=yes in %s so the rules are loaded again at boot" % UFW_CONF)
-                result["changed"] = True
-                if not check_mode:
-                    host.write_atomic(UFW_CONF, set_key_values(host.read_text(UFW_CONF), {"ENABLED": "yes"}))
-            after = tables_after(snapshot, plans)
-            ufw = _ufw_facts(snapshot, True, snapshot.enabled or (request.state == "closed" and not check_mode))
+        running = all(snapshot.loaded(family) for family in request.families if family != "ipv6" or snapshot.ipv6)
+        if running:
+            after, result["ufw"] = _change_running_ufw(host, snapshot, plans, request, result, check_mode)
         elif request.state == "absent" or request.inactive == "skip":
-            # Nothing is loaded: edit the files only, so a later start of UFW has them.
-            changed_plans = [plan for plan in plans if plan.files_change]
-            if request.state == "absent":
-                result["changed"] = bool(changed_plans)
-                if changed_plans and not check_mode:
-                    apply_active(host, snapshot, changed_plans, reload_families=[])
-            else:  # skip: nothing is written, nothing is claimed
-                result.update(rules_added=[], rules_removed=[], skipped=True, effective=False,
-                              reasons=["UFW is inactive and inactive=skip: nothing was changed"])
-                result.pop("diff", None)
-            result["ufw"] = _ufw_facts(snapshot, False)
+            _edit_files_of_stopped_ufw(host, snapshot, plans, request, result, check_mode)
             return result
         elif request.inactive == "fail":
             raise UfwPortError("UFW is inactive on this host and inactive=fail; nothing was changed",
                                dict(ufw=_ufw_facts(snapshot, False)))
         else:
-            blockers = [rule for plan in plans for rule in blocking_rules(plan.after, request)]
-            if blockers:
-                raise UfwPortError(
-                    "UFW is inactive and starting it would also activate rules that block other traffic: %s; "
-                    "nothing was changed (remove them, or use inactive=fail/skip)"
-                    % "; ".join(_status(rule) for rule in blockers),
-                    dict(ufw=_ufw_facts(snapshot, False)))
-            updates, actions = start_ufw_plan(snapshot, request)
-            result["actions"] = actions + ["set ENABLED=yes in %s and started UFW (ufw-init start)" % UFW_CONF]
-            result["changed"] = True
-            if check_mode:
-                after = None  # what UFW loads at start is known only once it has started
-            else:
-                apply_start(host, snapshot, plans, updates)
-                after = {family: parse_iptables_save(host.run([FAMILY_FILES[family].save]))
-                         for family in request.families}
-            ufw = _ufw_facts(snapshot, not check_mode, snapshot.enabled or not check_mode)
+            after, result["ufw"] = _start_stopped_ufw(host, snapshot, plans, request, result, check_mode)
 
-        result["ufw"] = ufw
         if request.state == "closed" and after is not None:
             result["reasons"], warnings = evaluate_exposure(request, snapshot, after)
             result["warnings"].extend(warnings)

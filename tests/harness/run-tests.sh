@@ -94,5 +94,6 @@ done
 echo "=== stage times"
 printf '%s\n' "${timings[@]}"
 # Reached only when every stage passed: the total of what ran.
-passed=$(cat "$counts"/*.txt 2>/dev/null | grep -oE '[0-9]+ passed' | awk '{n += $1} END {print n + 0}')
+passed=$( { cat "$counts"/*.txt 2>/dev/null || true; } | { grep -oE '[0-9]+ passed' || true; } \
+  | awk '{n += $1} END {print n + 0}')
 echo "suite: $passed passed, 0 failed"
