@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md): make demo, make test.
-.PHONY: demo demo-clean test setup lint build sanity unit molecule awx clean bench-processes bench-probe-sweep
+.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults clean bench-processes bench-probe-sweep
 
 demo:            ## install what is missing, start a demo fleet, audit -> close -> audit, print the table
 	demo/run.sh
@@ -10,7 +10,7 @@ demo-clean:      ## remove the demo fleet's containers
 test:            ## install what is missing, then lint, sanity, unit tests, molecule
 	tests/harness/run-tests.sh
 
-setup lint build sanity unit molecule awx:   ## one stage of `make test`
+setup lint build sanity unit molecule awx faults:   ## one stage of `make test`
 	tests/harness/run-tests.sh $@
 
 clean:           ## remove build output and the harness's test network (images stay cached)

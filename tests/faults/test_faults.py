@@ -9,7 +9,8 @@ Each test starts its own container of the harness image (UFW active: deny incomi
 allow 5061) and removes it by name at the end. The module runs inside the container as Ansible runs
 it: an AnsiballZ payload, built once per session through Ansible with ANSIBLE_KEEP_REMOTE_FILES=1
 (the approach of bench/process_count.py), then executed with `podman exec ... python3 PAYLOAD`.
-Results are judged inside the container (sha256 of the rule files, `ufw status`, iptables-save).
+Results are judged inside the container (sha256 of the rule files, `ufw status`, iptables-save)
+and by TCP probes of 5061 from this machine (refused = let in, nothing listens; timeout = dropped).
 Nothing here touches this machine's own firewall.
 
 Run: .venv/bin/python -m pytest -q tests/faults
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -123,6 +125,24 @@ def pids_of(name, pattern):
     return [pid for pid in out if pid.isdigit()]
 
 
+def container_ip(name):
+    return run(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name]).stdout.strip()
+
+
+def tcp_probe(name, port=5061, timeout=1.5):
+    """From this machine: 'refused' (UFW lets it in; nothing listens), 'timeout' (dropped) or 'open'."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((container_ip(name), port))
+            return "open"
+        except ConnectionRefusedError:
+            return "refused"
+        except socket.timeout:
+            return "timeout"
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,6 +224,7 @@ def test_restore_fails_for_second_family(target):
     name, payload = target
     files_before = sha256s(name)
     chains_before = user_chains(name)
+    assert tcp_probe(name) == "refused"  # allowed by `ufw allow 5061`
     write_wrapper(name, "ip6tables-restore", "cat >/dev/null\necho 'injected fault' >&2\nexit 1")
     assert sh(name, "command -v ip6tables-restore", env_path=FAULT_PATH).stdout.strip() == \
         "/opt/fault/ip6tables-restore"
@@ -217,6 +238,7 @@ def test_restore_fails_for_second_family(target):
     assert sha256s(name) == files_before
     assert user_chains(name) == chains_before
     assert "5061" in ufw_status(name)
+    assert tcp_probe(name) == "refused"  # the ipv4 load was undone: still reachable, as before
     # No temporary files left behind in /etc/ufw.
     assert sh(name, "ls -a /etc/ufw | grep -c '^\\.sipguard-' || true").stdout.strip() == "0"
 
@@ -225,25 +247,35 @@ def test_restore_fails_for_second_family(target):
 # 2. SIGKILL during the transaction
 # ----------------------------------------------------------------------------------
 
-SLOW = "sleep 5\nexec /usr/sbin/%s \"$@\""
+# iptables-save: slow, then the real one. The restores: slow, then the load never happens
+# (the state of a crash after the files were written and before the kernel committed the load);
+# a wrapper orphaned by the kill exits without touching the rule set.
+WRAPPERS = {
+    "iptables-save": "sleep 5\nexec /usr/sbin/iptables-save \"$@\"",
+    "iptables-restore": "cat >/dev/null\nsleep 5\nexit 1",
+    "ip6tables-restore": "cat >/dev/null\nsleep 5\nexit 1",
+}
 
 
 def test_sigkill_leaves_old_or_new_files(target):
     name, payload = target
     old = sha256s(name)
+    old_chains = user_chains(name)
     # "new": the same payload run uninterrupted from the same starting state, then put back.
     proc, result = run_module(name, payload["default"])
     assert proc.returncode == 0 and result["changed"], result
     new = sha256s(name)
+    new_chains = user_chains(name)
     assert all(new[path] != old[path] for path in RULE_FILES), "the module changed nothing to compare with"
+    assert new_chains != old_chains
     reset_rules(name)
-    assert sha256s(name) == old
+    assert sha256s(name) == old and user_chains(name) == old_chains
 
     # Kill while each of these is running: before anything is written (iptables-save),
     # after the files are written (iptables-restore), between the two loads (ip6tables-restore).
     outcomes = {}
-    for command in ("iptables-save", "iptables-restore", "ip6tables-restore"):
-        write_wrapper(name, command, SLOW % command)
+    for command, body in WRAPPERS.items():
+        write_wrapper(name, command, body)
         sh(name, "rm -f /tmp/module.out; nohup python3 %s >/tmp/module.out 2>&1 &" % payload["default"],
            env_path=FAULT_PATH)
         wait_for(lambda: pids_of(name, "/opt/fault/" + command), 20, "the %s wrapper to run" % command)
@@ -259,15 +291,21 @@ def test_sigkill_leaves_old_or_new_files(target):
         ufw_status(name)  # ufw itself still parses both files
         assert sh(name, "ls -a /etc/ufw | grep -c '^\\.sipguard-' || true").stdout.strip() == "0", \
             "a temporary rule file was left behind after SIGKILL during %s" % command
-        # The killed module's lock is gone with it: the next run is not blocked.
         sh(name, "rm -f /opt/fault/%s" % command)
         wait_for(lambda: not pids_of(name, "/opt/fault/"), 15, "the orphaned wrapper to finish")
+        # The killed run's lock died with it, and a re-run repairs whatever it left half done
+        # (files written, chains not loaded: drift) to exactly the uninterrupted result.
+        proc, result = run_module(name, payload["default"], timeout=30)
+        assert proc.returncode == 0 and not result.get("failed"), (command, result)
+        assert sha256s(name) == new, (command, outcomes)
+        assert user_chains(name) == new_chains, (command, result)
         reset_rules(name)
-    assert outcomes["iptables-save"] == {path: "old" for path in RULE_FILES}, outcomes
-    # A re-run after the kill completes the change.
-    proc, result = run_module(name, payload["default"])
-    assert proc.returncode == 0, result
-    assert sha256s(name) == new
+    # Killed while reading: nothing written. Killed while loading: both files already new.
+    assert outcomes == {
+        "iptables-save": {path: "old" for path in RULE_FILES},
+        "iptables-restore": {path: "new" for path in RULE_FILES},
+        "ip6tables-restore": {path: "new" for path in RULE_FILES},
+    }, outcomes
 
 
 # ----------------------------------------------------------------------------------
@@ -276,8 +314,9 @@ def test_sigkill_leaves_old_or_new_files(target):
 
 def test_four_concurrent_runs(target):
     name, payload = target
-    script = ("cd /tmp && for i in 1 2 3 4; do python3 %s >/tmp/run$i.out 2>&1 & done; "
-              "fails=0; for job in $(jobs -p); do wait $job || fails=$((fails+1)); done; echo fails=$fails"
+    # $(jobs -p) runs in a subshell under dash: collect the pids with $! instead.
+    script = ("cd /tmp && pids=; for i in 1 2 3 4; do python3 %s >/tmp/run$i.out 2>&1 & pids=\"$pids $!\"; done; "
+              "fails=0; for pid in $pids; do wait $pid || fails=$((fails+1)); done; echo fails=$fails"
               % payload["default"])
     proc = sh(name, script, timeout=120)
     outputs = [sh(name, "cat /tmp/run%d.out" % i).stdout for i in range(1, 5)]
@@ -296,6 +335,7 @@ def test_four_concurrent_runs(target):
     for chain in (v4, v6):
         assert len(chain) == len(set(chain)), chain
         assert sum(1 for line in chain if "5061" in line and "DROP" in line) == 2, chain
+    assert tcp_probe(name) == "timeout"  # dropped now
 
 
 # ----------------------------------------------------------------------------------
@@ -325,6 +365,7 @@ def test_lock_held_by_another_process(target):
     assert "/run/ufw.lock" in result["msg"] and "2 s" in result["msg"], result["msg"]
     assert 2 <= elapsed <= 6, elapsed
     assert sha256s(name) == files_before
+    assert tcp_probe(name) == "refused"
 
     sh(name, "kill %s" % holder)
     wait_for(lambda: not sh(name, "kill -0 %s 2>/dev/null && echo alive || true" % holder).stdout.strip(),
@@ -332,3 +373,4 @@ def test_lock_held_by_another_process(target):
     proc, result = run_module(name, payload["lock2"])
     assert proc.returncode == 0 and result["changed"], result
     assert sha256s(name) != files_before
+    assert tcp_probe(name) == "timeout"

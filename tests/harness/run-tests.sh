@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, in order: setup (installs what is missing), ansible-lint,
-# ansible-test sanity, unit tests, molecule scenarios, the audit through ansible-runner. Prints the time of each stage.
+# ansible-test sanity, unit tests, molecule scenarios, the audit through ansible-runner,
+# fault injection against real UFW in containers. Prints the time of each stage.
 # Stop at the first failing stage. `run-tests.sh STAGE...` runs only those stages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -75,9 +76,10 @@ stage_molecule() {
 }
 
 stage_awx() { pytest_counted awx tests/awx; }
+stage_faults() { pytest_counted faults tests/faults; }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx)
+[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx faults)
 timings=()
 for stage in "${stages[@]}"; do
   declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }
