@@ -46,7 +46,8 @@ SETUP = "ufw default deny incoming && ufw allow 22/tcp && ufw allow 5061 && ufw 
 # ----------------------------------------------------------------------------------
 
 def run(argv, check=True, timeout=120, **kwargs):
-    result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, **kwargs)
+    # The exit code is checked here, with the output in the message (check=False on purpose).
+    result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s"
                              % (" ".join(argv), result.returncode, result.stdout, result.stderr))
@@ -354,8 +355,11 @@ def test_lock_held_by_another_process(target):
     files_before = sha256s(name)
     sh(name, "cat > /tmp/holder.py <<'EOF'\n%sEOF" % HOLDER)
     run(["podman", "exec", "-d", name, "python3", "/tmp/holder.py"])
-    holder = wait_for(lambda: sh(name, "cat /tmp/holder.pid 2>/dev/null || true").stdout.strip(), 10,
-                      "the holder to take the lock")
+
+    def holder_pid():
+        return sh(name, "cat /tmp/holder.pid 2>/dev/null || true").stdout.strip()
+
+    holder = wait_for(holder_pid, 10, "the holder to take the lock")
 
     started = time.monotonic()
     proc, result = run_module(name, payload["lock2"], timeout=30)
