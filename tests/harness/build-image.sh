@@ -4,7 +4,7 @@
 # recipe label matches this script's recipe is reused; otherwise it is rebuilt.
 set -euo pipefail
 
-suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie) [sips]}
+suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie) [sips|ssh]}
 profile=${2:-}
 case "$suite" in
   bullseye|bookworm|trixie) ;;
@@ -16,7 +16,8 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 case "$profile" in
   "") image=localhost/sipguard-target:$suite ;;
   sips) image=localhost/sipguard-target:$suite-sips ;;
-  *) echo "build-image.sh: unknown profile '$profile' (none or sips)" >&2; exit 2 ;;
+  ssh) image=localhost/sipguard-target:$suite-ssh ;;
+  *) echo "build-image.sh: unknown profile '$profile' (none, sips or ssh)" >&2; exit 2 ;;
 esac
 # Everything the scenarios need inside a target: python3 for Ansible, ufw and both
 # iptables backends, iproute2 for addresses, procps for ps/pgrep, strace for the
@@ -24,6 +25,11 @@ esac
 packages=python3,ufw,iptables,iproute2,procps,ca-certificates,strace
 # The sips profile adds a real SIP-over-TLS server (Debian's kamailio) and openssl for its certificate.
 [ "$profile" = sips ] && packages=$packages,kamailio,kamailio-tls-modules,openssl
+# The ssh profile adds an SSH server: targets managed over SSH, as in production. Its
+# entry point authorises the key mounted at /etc/sipguard/authorized_keys and runs sshd.
+[ "$profile" = ssh ] && packages=$packages,openssh-server
+cmd='["sleep", "infinity"]'
+[ "$profile" = ssh ] && cmd='["/usr/local/sbin/sipguard-sshd"]'
 # Any change to this script (packages, steps) changes the recipe and rebuilds the image.
 recipe=$( { echo "$suite $profile"; cat "$0"; } | sha256sum | cut -c1-16)
 
@@ -47,8 +53,30 @@ fi
 rm -f "$rootfs.log"
 # Keep the image small: apt caches are not needed at test time.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+if [ "$profile" = ssh ]; then
+  # Every container gets its own host keys at start, not the ones made at build time.
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  cat > "$rootfs/usr/local/sbin/sipguard-sshd" <<'INIT'
+#!/bin/sh
+# Entry point of the ssh profile: authorise the public key mounted at
+# /etc/sipguard/authorized_keys (or given in SIPGUARD_AUTHORIZED_KEY), make host
+# keys, run sshd in the foreground.
+set -e
+mkdir -p /root/.ssh /run/sshd
+chmod 700 /root/.ssh
+if [ -r /etc/sipguard/authorized_keys ]; then
+  cat /etc/sipguard/authorized_keys > /root/.ssh/authorized_keys
+else
+  printf '%s\n' "${SIPGUARD_AUTHORIZED_KEY:?no key: mount /etc/sipguard/authorized_keys}" > /root/.ssh/authorized_keys
+fi
+chmod 600 /root/.ssh/authorized_keys
+ssh-keygen -A > /dev/null
+exec /usr/sbin/sshd -D -e
+INIT
+  chmod 755 "$rootfs/usr/local/sbin/sipguard-sshd"
+fi
 tar -C "$rootfs" -c . | podman import \
-  --change 'CMD ["sleep", "infinity"]' \
+  --change "CMD $cmd" \
   --change "STOPSIGNAL SIGKILL" \
   --change "LABEL sipguard.recipe=$recipe" \
   - "$image" > /dev/null 2>&1
