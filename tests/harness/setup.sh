@@ -15,7 +15,7 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------
 missing=()
-for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck chromium:chromium; do
+for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck chromium:chromium ssh:openssh-client; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,6 +46,16 @@ fi
 for suite in $suites; do
   "$harness/build-image.sh" "$suite"
 done
-# The target with a real SIP-over-TLS server (kamailio) for the sips_server scenario.
+# The target with a real SIP-over-TLS server (kamailio) for the sips_server scenario,
+# the other Debian releases for the distros scenario, and a target managed over SSH.
 "$harness/build-image.sh" "${suites%% *}" sips
+for suite in bullseye trixie; do
+  case " $suites " in *" $suite "*) ;; *) "$harness/build-image.sh" "$suite" ;; esac
+done
+"$harness/build-image.sh" "${suites%% *}" ssh
+# The key the ssh scenario and the fleet benchmark log in with (test containers only).
+if [ ! -f "$root/build/ssh/id_ed25519" ]; then
+  mkdir -p "$root/build/ssh"
+  ssh-keygen -q -t ed25519 -N '' -C sipguard-test -f "$root/build/ssh/id_ed25519"
+fi
 "$harness/network.sh" create
