@@ -101,7 +101,7 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the containers (debugging)")
     args = parser.parse_args()
 
-    fleetlib.prepare()
+    measured = fleetlib.prepare()
     fleetlib.remove_leftovers()
     settings = dict(fleetlib.DEFAULT_SETTINGS)
     config = fleetlib.write_config(os.path.join(fleetlib.WORK, "fleet.cfg"), settings)
@@ -117,7 +117,7 @@ def main():
 
     print("Fleet of %d hosts per contender (SSH containers), %d run(s) on fresh fleets; %d CPUs" % (
         args.hosts, args.runs, os.cpu_count()))
-    print("ansible.cfg for all: %s (%s)" % (config, fleetlib.describe(settings)))
+    print("collection: %s; ansible.cfg for all: %s (%s)" % (measured, config, fleetlib.describe(settings)))
     print()
     print("%-7s %-34s %-13s %-13s %-11s %-8s %s" % (
         "phase", "contender", "seconds", "ratio", "per run", "target", "changed hosts per run"))

@@ -33,9 +33,11 @@ SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/
                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
 PROBE_TIMEOUT = 2.0
 
+SNAPSHOT = os.path.join(WORK, "snapshot")
+COLLECTION_PARTS = ("galaxy.yml", "meta", "plugins", "roles", "playbooks")
 ENV = dict(os.environ,
            CONTAINERS_CONF=os.path.join(ROOT, "tests", "harness", "containers.conf"),
-           ANSIBLE_COLLECTIONS_PATH=BUILD,
+           ANSIBLE_COLLECTIONS_PATH=SNAPSHOT,
            ANSIBLE_NOCOLOR="1",
            ANSIBLE_FORCE_COLOR="0",
            ANSIBLE_LOCAL_TEMP=os.path.join(WORK, "ansible-local"),
@@ -57,8 +59,8 @@ def podman(*args, check=True, timeout=120):
 
 
 def prepare():
-    """What a fresh machine lacks after `make setup`: the key pair, the collection link,
-    the ssh image, the network, the scratch directory."""
+    """What a fresh machine lacks after `make setup`: the key pair, the ssh image, the network,
+    the scratch directory; then a snapshot of the collection. Returns what is measured."""
     if not os.path.exists(os.path.join(VENV_BIN, "ansible-playbook")):
         sys.exit("run `make setup` first (needs .venv)")
     os.makedirs(WORK, exist_ok=True)
@@ -66,15 +68,34 @@ def prepare():
     if not os.path.exists(KEY):
         os.makedirs(os.path.dirname(KEY), exist_ok=True)
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sipguard-bench", "-f", KEY])
-    link = os.path.join(BUILD, "ansible_collections", "sipguard", "firewall")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink("../../..", link)
     if podman("image", "exists", IMAGE, check=False).returncode != 0:
         subprocess.run([os.path.join(ROOT, "tests", "harness", "build-image.sh"), "bookworm", "ssh"],
                        check=True, env=ENV, timeout=900)
     subprocess.run([os.path.join(ROOT, "tests", "harness", "network.sh"), "create"], check=True, env=ENV,
                    timeout=60)
+    return snapshot_collection()
+
+
+def snapshot_collection():
+    """Copy the collection as it is now to build/bench/snapshot, so that every run of a benchmark
+    measures the same code even while the working tree is being edited; return its description."""
+    target = os.path.join(SNAPSHOT, "ansible_collections", "sipguard", "firewall")
+    shutil.rmtree(SNAPSHOT, ignore_errors=True)
+    os.makedirs(target)
+    for part in COLLECTION_PARTS:
+        source = os.path.join(ROOT, part)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(target, part), ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    return collection_version()
+
+
+def collection_version():
+    """The commit measured, with '+changes' when the collection's files differ from it."""
+    head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "no git"
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", *COLLECTION_PARTS], check=False).stdout.strip()
+    return head + (" +uncommitted changes" if dirty else "")
 
 
 def tcp_state(address, port, timeout=PROBE_TIMEOUT):
