@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md): make demo, make test.
-.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults clean bench-processes bench-probe-sweep
+.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults clean bench-processes bench-probe-sweep bench-fleet bench-settings bench-memory
 
 demo:            ## install what is missing, start a demo fleet, audit -> close -> audit, print the table
 	demo/run.sh
@@ -22,3 +22,12 @@ bench-processes: setup  ## processes a close starts on a host: ufw_port vs ufw v
 
 bench-probe-sweep: setup  ## port_probe over 1,000 loopback targets vs nmap -sT: wall time and peak memory
 	.venv/bin/python bench/probe_sweep.py
+
+bench-fleet: setup  ## close playbook vs a naive community.general.ufw playbook on fresh SSH container fleets
+	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/fleet.py
+
+bench-settings: setup  ## where the close playbook's time goes per host and per batch; pipelining, forks, strategy, ControlPersist
+	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/settings.py
+
+bench-memory: setup  ## controller memory and time of the audit playbook at N inventory hosts and several forks
+	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/controller_memory.py

@@ -87,11 +87,8 @@ def one_run(index, count, config, keep):
         check_state(fleets, "filtered", "after")
         return figures
     finally:
-        if keep:
-            print("kept: " + " ".join(h.name for f in fleets for h in f.hosts), file=sys.stderr)
-        else:
-            for fleet in fleets:
-                fleet.remove()
+        for fleet in fleets:
+            fleet.remove_unless(keep)
 
 
 def main():

@@ -216,6 +216,12 @@ class Fleet:
         if names:
             podman("rm", "-f", "-t", "0", *names, check=False, timeout=300)
 
+    def remove_unless(self, keep):
+        if keep:
+            print("kept: " + " ".join(host.name for host in self.hosts), file=sys.stderr)
+        else:
+            self.remove()
+
     def write_inventory(self, path, aliases_per_host=1):
         """An SSH inventory; with aliases_per_host > 1 several inventory hosts share a container."""
         lines = ["[fleet]"]
@@ -320,16 +326,16 @@ def playbook(playbook_ref, inventory, config, log_name, extra_args=(), extra_env
     try:
         with open(log, "w", encoding="utf-8") as handle:
             started = time.monotonic()
-            process = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=WORK)
-            try:
-                if watch is not None:
-                    watch(process)
-                process.wait(timeout=timeout)
-            except BaseException:
-                process.kill()
-                process.wait()
-                raise
-            seconds = time.monotonic() - started
+            with subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=WORK) as process:
+                try:
+                    if watch is not None:
+                        watch(process)
+                    process.wait(timeout=timeout)
+                except BaseException:
+                    process.kill()
+                    process.wait()
+                    raise
+                seconds = time.monotonic() - started
     finally:
         close_masters(control_dir)
     with open(log, encoding="utf-8", errors="replace") as handle:

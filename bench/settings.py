@@ -30,7 +30,6 @@ import collections
 import os
 import re
 import statistics
-import sys
 import time
 
 import fleetlib
@@ -41,6 +40,8 @@ RECAP_LINE = re.compile(r"^(?P<name>.*?) -{2,} (?P<seconds>\d+\.\d+)s$")
 HOST_TASK = "Close or restore the port with UFW"
 PIPELINED = "pipelined module run (payload on stdin)"
 REST = "worker: the rest (templating, plugins, results)"
+EXECUTING = "_low_level_execute_command(): executing: /bin/sh -c"
+DONE = "_low_level_execute_command() done"
 PHASES = [  # (label, start marker, end marker); markers are prefixes of ANSIBLE_DEBUG messages
     ("first SSH command (echo ~)", "_low_level_execute_command(): executing: /bin/sh -c 'echo ~",
      "_low_level_execute_command() done"),
@@ -82,27 +83,26 @@ def host_phases(output):
             runs.append([])
         if runs:
             runs[-1].append((float(match.group("ts")), match.group("msg")))
-    hosts = []
-    for events in runs:
-        phases, pending = collections.Counter(), None
-        for stamp, msg in events:
-            if pending is None:
-                for label, start, end in PHASES:
-                    if msg.startswith(start):
-                        pending = (label, end, stamp)
-                        break
-                if pending is None and "_low_level_execute_command(): executing: /bin/sh -c" in msg \
-                        and "python3" in msg:  # pipelined: one command carries the payload and runs it
-                    pending = (PIPELINED, "_low_level_execute_command() done", stamp)
-            elif msg.startswith(pending[1]):
-                phases[pending[0]] += stamp - pending[2]
-                pending = None
-        ends = [ts for ts, msg in events if msg.startswith("_execute() done")]
-        if ends:
-            phases["worker total"] = ends[-1] - events[0][0]
-            phases[REST] = phases["worker total"] - sum(v for k, v in phases.items() if k != "worker total")
-            hosts.append(phases)
-    return hosts
+    return [phases for phases in map(phases_of, runs) if phases]
+
+
+def phases_of(events):
+    """{phase: seconds} of one host's worker events [(timestamp, message)]; {} when it did not end."""
+    phases, pending = collections.Counter(), None
+    for stamp, msg in events:
+        if pending is None:
+            pending = next(((label, end, stamp) for label, start, end in PHASES if msg.startswith(start)), None)
+            if pending is None and msg.startswith(EXECUTING) and "python3" in msg:
+                pending = (PIPELINED, DONE, stamp)  # pipelined: one command carries the payload and runs it
+        elif msg.startswith(pending[1]):
+            phases[pending[0]] += stamp - pending[2]
+            pending = None
+    ends = [ts for ts, msg in events if msg.startswith("_execute() done")]
+    if not ends:
+        return {}
+    phases["worker total"] = ends[-1] - events[0][0]
+    phases[REST] = phases["worker total"] - sum(v for k, v in phases.items() if k != "worker total")
+    return phases
 
 
 def task_times(output):
@@ -220,7 +220,7 @@ def matrix(fleet, inventory, count, runs):
         ("defaults", dict(base)),
         ("pipelining on", dict(base, pipelining=True)),
         ("forks %d (= hosts)" % count, dict(base, forks=count)),
-        ("strategy free", dict(base, strategy="free")),
+        ("strategy free (ansible.cfg)", dict(base, strategy="free")),
         ("ControlPersist off", dict(base, control_persist=False)),
         ("pipelining + forks %d" % count, dict(base, pipelining=True, forks=count)),
     ]
@@ -272,10 +272,7 @@ def main():
         print("load average at the end: %s" % fleetlib.load_average())
     finally:
         if fleet is not None:
-            if args.keep:
-                print("kept: " + " ".join(h.name for h in fleet.hosts), file=sys.stderr)
-            else:
-                fleet.remove()
+            fleet.remove_unless(args.keep)
 
 
 if __name__ == "__main__":
