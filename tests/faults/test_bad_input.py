@@ -86,8 +86,8 @@ def fleet(tmp_path_factory):
                  "--cap-add", "NET_RAW", IMAGE])
             run(["podman", "exec", name, "sh", "-c", setup + " > /dev/null"])
         inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
-        inventory.write_text(json.dumps({"all": {"hosts": {name: {"ansible_connection": "podman"}
-                                                            for name in HOSTS}}}))
+        hosts = {name: {"ansible_connection": "podman"} for name in HOSTS}
+        inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
         yield {"inventory": str(inventory), "before": {name: host_state(name) for name in HOSTS}}
     finally:
         for name in HOSTS:

@@ -91,6 +91,12 @@ def _wrong_states(addresses, cases, expect):
             if state not in EXPECT_STATES[expect][protocol]]
 
 
+def _is_ipv6(status_line):
+    """`ufw status` marks rules for any IPv6 source "(v6)"; a rule from an IPv6 address shows it."""
+    source = re.search(r"(?:ALLOW|DENY|REJECT|LIMIT)(?: IN| OUT| FWD)? +(\S+)", status_line)
+    return "(v6)" in status_line or bool(source and ":" in source.group(1))
+
+
 def _closed_expectation(variables):
     return "closed" if variables.get("sipguard_test_action", "deny") == "reject" else "filtered"
 
@@ -116,13 +122,8 @@ def test_ufw_is_active_with_the_collection_rules_first(host):
     numbered = re.findall(r"^\[ *\d+\] (.*)$", status, re.MULTILINE)
     # UFW lists the IPv4 rules, then the IPv6 ones: in each family the collection's
     # rules (its deny or reject, and an allow per trusted source) come first.
-    def is_ipv6(line):
-        # "(v6)" marks rules for any IPv6 source; a rule from an IPv6 address shows the address.
-        source = re.search(r"(?:ALLOW|DENY|REJECT|LIMIT)(?: IN| OUT| FWD)? +(\S+)", line)
-        return "(v6)" in line or bool(source and ":" in source.group(1))
-
     for family in (False, True):
-        rules = [line.rstrip() for line in numbered if is_ipv6(line) == family]
+        rules = [line.rstrip() for line in numbered if _is_ipv6(line) == family]
         ours = [line.endswith("# sipguard") for line in rules]
         assert any(ours) and ours == sorted(ours, reverse=True), \
             "the collection's rules are not first:\n" + status
