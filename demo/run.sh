@@ -10,7 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/tests/harness/setup.sh"
+SIPGUARD_DEMO=1 "$root/tests/harness/setup.sh"
 export CONTAINERS_CONF=$root/tests/harness/containers.conf
 export PATH=$root/.venv/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$root/build ANSIBLE_NOCOLOR=1
 mkdir -p build/ansible_collections/sipguard && ln -sfn ../../.. build/ansible_collections/sipguard/firewall
