@@ -745,13 +745,31 @@ _NAT_OWNERS = (
 )
 
 
+def _dnat_port(destination: Optional[str]) -> Optional[str]:
+    """The port (or range) of a DNAT --to-destination: `a.b.c.d:P`, `[v6]:P`; None without one."""
+    if not destination:
+        return None
+    if destination.startswith('['):
+        _address, _bracket, rest = destination.partition(']')
+        return rest[1:] if rest.startswith(':') else None
+    if destination.count(':') == 1:
+        return destination.split(':', 1)[1]
+    return None
+
+
 def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, backend: str) -> Iterator[Bypass]:
     port = '%s port %d' % (packet.protocol, packet.port)
     for outcome in _unique(_outcomes(tables.get('nat'), 'PREROUTING', packet)):
         rule = outcome.rule
         if outcome.action == 'dnat':
+            destination = rule.target_options.get('--to-destination')
+            new_port = _dnat_port(destination)
             effect = 'sends %s on to %s%s; that traffic is forwarded through FORWARD, not INPUT, so ufw\'s ' \
-                     'deny does not apply' % (port, rule.target_options.get('--to-destination'), _evidence(outcome))
+                     'deny does not apply%s' % (
+                         port, destination, _evidence(outcome),
+                         '; if that address is this host\'s own, it arrives as port %s, which ufw\'s rule for '
+                         'port %d does not cover' % (new_port, packet.port)
+                         if new_port and new_port != str(packet.port) else '')
         elif outcome.action == 'redirect' and rule.target_options.get('--to-ports', str(packet.port)) != str(
                 packet.port):
             effect = 'redirects %s to local port %s%s; ufw\'s rule for port %d does not cover that port' % (

@@ -281,6 +281,12 @@ def test_each_bypass_kind_is_found(name, protocol, legacy, expected):
         'on to 10.244.0.12:5061', 'hostPort (CNI portmap)']),
     ('kubernetes.v4.save', 'tcp', None, ['a Kubernetes Service (NodePort or external IP)']),
     ('redirect.v4.save', 'tcp', None, ['redirects tcp port 5061 to local port 15061']),
+    # DNAT to the host's own address under another port (captured from a bypass-scenario container).
+    ('dnat_to_self.v4.save', 'tcp', None, [
+        'nat PREROUTING rule 1 sends tcp port 5061 on to 10.89.7.156:5062',
+        'if that address is this host\'s own, it arrives as port 5062, which ufw\'s rule for port 5061 does not cover']),
+    ('dnat_to_self.v6.save', 'tcp', None, [
+        'sends tcp port 5061 on to [fd00:5061::199]:5062', 'it arrives as port 5062']),
     ('unknown_matches.v4.save', 'udp', None, [
         'if the packet also satisfies -m set --match-set sip-peers src, which the rule set cannot tell']),
     ('ufw_disabled.v4.save', 'tcp', None, ['policy ACCEPT lets it in', 'ufw is disabled or has no deny']),
