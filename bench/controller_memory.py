@@ -1,7 +1,7 @@
 """Controller memory and throughput of `ansible-playbook sipguard.firewall.audit` at N hosts.
 
 Run with `make bench-memory` (or `.venv/bin/python bench/controller_memory.py [--containers 8]
-[--sizes 10,40,160,320] [--forks 5,20,50] [--keep]` after `make setup`).
+[--sizes 10,40,160] [--forks 5,20,50] [--keep]` after `make setup`).
 
 Starts a few SSH containers (the fleet hosts of bench/fleet.py) and points N inventory aliases at
 them (the audit is read-only, so many inventory hosts may share one container; they then also
@@ -11,13 +11,15 @@ largest N), it runs the audit playbook once and polls /proc every 0.2 s for the 
 ansible-playbook: the main process, its forked workers (Python) and ssh clients. Prints the peak
 RSS of the main process, the peak of the summed RSS and of the summed PSS (proportional set
 size, which counts pages shared between forks once) of all Python processes, the peak number of
-processes, the wall time and the wall time per host.
+processes, the wall time per host and the controller CPU time per host (user+sys of the process
+tree, from getrusage).
 
 A figure printer, not a test. The containers are removed at the end (also on failure) unless --keep.
 """
 
 import argparse
 import os
+import resource
 import sys
 import threading
 
@@ -109,19 +111,22 @@ def measure(fleet, hosts, forks):
     config = fleetlib.write_config(os.path.join(fleetlib.WORK, "memory.cfg"),
                                    dict(fleetlib.DEFAULT_SETTINGS, forks=forks))
     sampler = Sampler()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = ("-e", "sips_report_dir=" + os.path.join(fleetlib.WORK, "report-memory-%d-%d" % (hosts, forks)))
     result = fleetlib.playbook("sipguard.firewall.audit", inventory, config,
                                "memory-%d-forks%d" % (hosts, forks), report, watch=sampler)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     audited = len(result.recap())
     if result.returncode != 0 or result.bad_hosts():
         raise RuntimeError("audit of %d hosts failed; see %s" % (audited, result.log))
-    return dict(sampler.peak, hosts=audited, forks=forks, seconds=result.seconds)
+    return dict(sampler.peak, hosts=audited, forks=forks, seconds=result.seconds, cpu=cpu)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--containers", type=int, default=8, help="containers behind the aliases (default 8)")
-    parser.add_argument("--sizes", default="10,40,160,320", help="inventory sizes at 20 forks")
+    parser.add_argument("--sizes", default="10,40,160", help="inventory sizes at 20 forks")
     parser.add_argument("--forks", default="5,20,50", help="forks values at the largest size")
     parser.add_argument("--keep", action="store_true", help="keep the containers (debugging)")
     args = parser.parse_args()
@@ -145,16 +150,18 @@ def main():
     print("inventory hosts spread over %d SSH containers; %d CPUs; load average now %s" % (
         args.containers, os.cpu_count(), fleetlib.load_average()))
     print()
-    print("%-7s %-6s %-14s %-20s %-20s %-14s %-10s %s" % (
+    print("%-6s %-6s %-13s %-19s %-19s %-16s %-8s %-11s %s" % (
         "hosts", "forks", "main RSS MiB", "Python RSS sum MiB", "Python PSS sum MiB", "processes (ssh)",
-        "wall s", "s per host"))
+        "wall s", "wall/host", "controller CPU s/host"))
     for row in rows:
-        print("%-7d %-6d %-14.0f %-20.0f %-20.0f %-16s %-10.1f %.3f" % (
+        print("%-6d %-6d %-13.0f %-19.0f %-19.0f %-16s %-8.1f %-11.3f %.3f" % (
             row["hosts"], row["forks"], row["main_rss"] / 1024, row["python_rss"] / 1024,
             row["python_pss"] / 1024, "%d (%d)" % (row["processes"], row["ssh"]), row["seconds"],
-            row["seconds"] / row["hosts"]))
+            row["seconds"] / row["hosts"], row["cpu"] / row["hosts"]))
     print()
-    print("peaks over the run, polled every 0.2 s; PSS counts pages the forks share once (the real footprint).")
+    print("peaks over the run, polled every 0.2 s; PSS counts pages the forks share once (the real footprint);")
+    print("controller CPU: user+sys of ansible-playbook and everything it waited for (workers, ssh clients;")
+    print("not the ssh master connections, which detach).")
 
 
 if __name__ == "__main__":

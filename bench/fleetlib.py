@@ -225,8 +225,8 @@ class Fleet:
     def write_inventory(self, path, aliases_per_host=1):
         """An SSH inventory; with aliases_per_host > 1 several inventory hosts share a container."""
         lines = ["[fleet]"]
-        for host in self.hosts:
-            for alias in range(aliases_per_host):
+        for alias in range(aliases_per_host):  # round robin, so that the forks spread over the containers
+            for host in self.hosts:
                 name = host.name if aliases_per_host == 1 else "%s-a%03d" % (host.name, alias)
                 lines.append("%s ansible_host=%s" % (name, host.ipv4))
         lines += ["", "[fleet:vars]", "ansible_user=root", "ansible_ssh_private_key_file=" + KEY,

@@ -38,7 +38,7 @@ TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \*+")
 DEBUG_LINE = re.compile(r"^\s*(?P<pid>\d+) (?P<ts>\d+\.\d+)(?: \[[^\]]*\])?: (?P<msg>.*)$")
 RECAP_LINE = re.compile(r"^(?P<name>.*?) -{2,} (?P<seconds>\d+\.\d+)s$")
 HOST_TASK = "Close or restore the port with UFW"
-PIPELINED = "pipelined module run (payload on stdin)"
+PIPELINED = "pipelined: connect + payload on stdin + module run"
 REST = "worker: the rest (templating, plugins, results)"
 EXECUTING = "_low_level_execute_command(): executing: /bin/sh -c"
 DONE = "_low_level_execute_command() done"
@@ -92,8 +92,8 @@ def phases_of(events):
     for stamp, msg in events:
         if pending is None:
             pending = next(((label, end, stamp) for label, start, end in PHASES if msg.startswith(start)), None)
-            if pending is None and msg.startswith(EXECUTING) and "python3" in msg:
-                pending = (PIPELINED, DONE, stamp)  # pipelined: one command carries the payload and runs it
+            if msg.startswith(EXECUTING) and "python3" in msg and "transfer (sftp)" not in phases:
+                pending = (PIPELINED, DONE, stamp)  # pipelined: one command opens, carries the payload, runs it
         elif msg.startswith(pending[1]):
             phases[pending[0]] += stamp - pending[2]
             pending = None
