@@ -1,7 +1,7 @@
 """Fleet wall time: `ansible-playbook sipguard.firewall.close` vs a naive community.general.ufw playbook.
 
-Run with `make bench-fleet` (or `.venv/bin/python bench/fleet.py [--hosts 12] [--runs 2] [--keep]`
-after `make setup`).
+Run with `make bench-fleet` (or, after `make setup`, `.venv/bin/python bench/fleet.py [--hosts 12]
+[--runs 2] [--keep] [--contenders collection,naive]`).
 
 Each run starts three identical fresh fleets of N containers (image
 localhost/sipguard-target:bookworm-ssh, managed over SSH as in production; UFW active with
@@ -56,22 +56,22 @@ def timed(ref, inventory, config, log_name, extra_args=()):
 
 
 # (name, playbook, extra arguments): each contender gets its own fresh fleet.
-CONTENDERS = [
+CONTENDERS = (
     ("collection", "sipguard.firewall.close", ()),
     ("collection-r0", "sipguard.firewall.close", ("-e", "sips_probe_retries=0")),
     ("naive", NAIVE, ()),
-]
+)
 
 
-def one_run(index, count, config, keep):
+def one_run(index, count, config, keep, contenders=CONTENDERS):
     """One fresh fleet per contender, first run then rerun of each, the checks; {key: figure}."""
     fleets = []
     try:
-        for number, _contender in enumerate(CONTENDERS):
+        for number, _contender in enumerate(contenders):
             fleets.append(fleetlib.Fleet.start("r%d%s" % (index, "abc"[number]), count))
         check_state(fleets, "open", "before")
         order = []
-        for number, (name, ref, extra) in enumerate(CONTENDERS):
+        for number, (name, ref, extra) in enumerate(contenders):
             inventory = fleets[number].write_inventory(os.path.join(fleetlib.WORK, "fleet-%s.ini" % name))
             if ref != NAIVE:
                 extra = extra + ("-e", "sips_report_dir=" + os.path.join(fleetlib.WORK, "report-" + name))
@@ -96,7 +96,11 @@ def main():
     parser.add_argument("--hosts", type=int, default=12, help="containers per fleet (default 12)")
     parser.add_argument("--runs", type=int, default=2, help="repetitions, each on two new fleets (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the containers (debugging)")
+    parser.add_argument("--contenders", default=",".join(name for name, _r, _e in CONTENDERS),
+                        help="which of %(default)s to run (naive is always run)")
     args = parser.parse_args()
+    chosen = set(args.contenders.split(",")) | {"naive"}
+    contenders = [contender for contender in CONTENDERS if contender[0] in chosen]
 
     measured = fleetlib.prepare()
     fleetlib.remove_leftovers()
@@ -105,12 +109,12 @@ def main():
     runs = []
     for index in range(1, args.runs + 1):
         load = fleetlib.load_average()
-        figures = one_run(index, args.hosts, config, args.keep and index == args.runs)
+        figures = one_run(index, args.hosts, config, args.keep and index == args.runs, contenders)
         figures["load_before"] = float(load)
         runs.append(figures)
         print("run %d (load %s): %s" % (index, load, ", ".join(
             "%s %.2f / %.2f s" % (name, figures[name + "_first"], figures[name + "_rerun"])
-            for name, _ref, _extra in CONTENDERS)), file=sys.stderr)
+            for name, _ref, _extra in contenders)), file=sys.stderr)
 
     print("Fleet of %d hosts per contender (SSH containers), %d run(s) on fresh fleets; %d CPUs" % (
         args.hosts, args.runs, os.cpu_count()))
@@ -120,7 +124,7 @@ def main():
         "phase", "contender", "seconds", "ratio", "per run", "target", "changed hosts per run"))
     for phase in ("first", "rerun"):
         naive = [r["naive_" + phase] for r in runs]
-        for name, _ref, extra in CONTENDERS:
+        for name, _ref, extra in contenders:
             seconds = [r["%s_%s" % (name, phase)] for r in runs]
             ratios = [c / n for c, n in zip(seconds, naive)]
             label = name if name != "collection-r0" else "collection, " + " ".join(extra[1:])
@@ -135,7 +139,7 @@ def main():
     print("seconds: min over runs (+ spread to the max); ratio: min / min naive; per run: each run's"
           " collection / naive.")
     print("before the runs: 5061/tcp open on every host; after: filtered (IPv4 and IPv6), SSH logins"
-          " working, on all %d hosts" % (len(CONTENDERS) * args.hosts))
+          " working, on all %d hosts" % (len(contenders) * args.hosts))
     print(json.dumps({"hosts": args.hosts, "settings": settings, "runs": runs}))
 
 
