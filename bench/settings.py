@@ -191,8 +191,8 @@ def breakdown(fleet, inventory, count):
         print("%-50s" % label + "".join(
             "%-22s" % ("%.3f (%.3f)" % phases[label] if label in phases else "-") for _l, phases in columns))
     host = fleet.hosts[0]
-    cold = [ssh_seconds(host.ipv4, master=False) for _ in range(3)]
-    warm = [ssh_seconds(host.ipv4, master=True) for _ in range(3)]
+    cold = [ssh_seconds(host.ipv4, master=False) for _attempt in range(3)]
+    warm = [ssh_seconds(host.ipv4, master=True) for _attempt in range(3)]
     print()
     print("ssh root@host true, alone: new connection %.3f s, through an open master %.3f s (min of 3)"
           % (min(cold), min(warm)))
