@@ -60,6 +60,7 @@ BAD_INPUT = [
     ("unknown inactive policy", {"sips_ufw_inactive": "maybe"}, "maybe"),
     ("probe timeout of zero", {"sips_probe_timeout": 0}, "sips_probe_timeout 0"),
     ("negative probe retries", {"sips_probe_retries": -1}, "sips_probe_retries -1"),
+    ("probe concurrency of zero", {"sips_probe_concurrency": 0}, "sips_probe_concurrency 0"),
 ]
 
 
