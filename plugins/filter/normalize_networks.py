@@ -41,13 +41,19 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-try:
-    import netaddr
-except ImportError:  # reported when the filter is used, not when Ansible loads it
-    netaddr = None
+def _netaddr():
+    """netaddr, imported on first use: every Ansible worker that templates the role's
+    (usually empty) trusted sources would otherwise pay its ~50 ms import."""
+    try:
+        import netaddr  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise AnsibleFilterError("sipguard.firewall.normalize_networks needs the Python library netaddr "
+                                 "on the controller (pip install netaddr)")
+    return netaddr
 
 
 def _network(value):
+    netaddr = _netaddr()
     text = str(value).strip()
     try:
         # netaddr 1.x parses with inet_pton rules: legacy spellings such as "10.1" are refused.
@@ -60,9 +66,6 @@ def _network(value):
 
 
 def normalize_networks(values):
-    if netaddr is None:
-        raise AnsibleFilterError("sipguard.firewall.normalize_networks needs the Python library netaddr "
-                                 "on the controller (pip install netaddr)")
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
         raise AnsibleFilterError("expected a list of addresses and networks, got %r" % (values,))
     result = []

@@ -9,9 +9,10 @@ Private to the sipguard.firewall collection: no stability guarantees for other u
 
 Read-only. Probes many addresses at once with asyncio under a semaphore; every wait
 (connect, TLS handshake, SIP answer, UDP reply, name resolution) has its own bound, and
-there are at most ``retries + 1`` attempts per probe, so a run ends in bounded time:
+the ``retries + 1`` attempts of a probe (connects, or datagrams) are started evenly within
+one ``timeout`` window rather than one after another, so a run ends in bounded time:
 
-  * the state of one probe is known after at most ``timeout * (retries + 1)``;
+  * the state of one probe is known after at most ``timeout``, whatever ``retries`` is;
   * an open TCP port then costs at most ``2 * timeout`` more (handshake, SIP answer);
   * at most ``concurrency`` probes are in flight (one socket each).
 
@@ -55,6 +56,21 @@ STATES = ("open", "closed", "filtered", "open|filtered", "error")
 SIPS_PORT = 5061
 MAX_SIP_MESSAGE = 65535
 USER_AGENT = "sipguard.firewall port_probe"
+
+# The port_probe module's options: the module and its action plugin (which runs the probe in
+# the controller's own process when the task's connection is local) check the same spec.
+ARGUMENT_SPEC = dict(
+    targets=dict(type="list", elements="str", required=True),
+    port=dict(type="int", default=SIPS_PORT),
+    protocols=dict(type="list", elements="str", choices=list(PROTOCOLS), default=list(PROTOCOLS)),
+    families=dict(type="list", elements="str", choices=list(FAMILIES), default=list(FAMILIES)),
+    timeout=dict(type="float", default=2.0),
+    retries=dict(type="int", default=1),
+    concurrency=dict(type="int", default=256),
+    tls=dict(type="bool", default=True),
+    sip=dict(type="bool", default=True),
+    server_name=dict(type="str"),
+)
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 8.1.1.7: every branch this UA creates starts with it
 
 FAMILY_NAMES = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
@@ -783,29 +799,64 @@ def _abort(writer):
         transport.abort()
 
 
+async def _connect_attempts(family, sockaddr, request):
+    """Race up to ``retries + 1`` connect attempts started evenly across one ``timeout`` window.
+
+    Attempt k starts at ``k * timeout / (retries + 1)`` unless an earlier one has answered.
+    The first answer wins - a connected socket, or the OSError of a reset or an ICMP error -
+    and the other attempts are cancelled. Returns (socket or None, OSError or None, attempts
+    started, seconds from the start of the answering attempt or None); no socket and no
+    error means silence for the whole window.
+    """
+    started = time.monotonic()
+    deadline = started + request.timeout
+    spacing = request.timeout / (request.retries + 1)
+    starts = {}  # attempt task -> when it started
+    winner = None
+    try:
+        while True:
+            now = time.monotonic()
+            if len(starts) <= request.retries and now >= started + len(starts) * spacing:
+                starts[asyncio.ensure_future(tcp_connect(family, sockaddr))] = now
+            wake = deadline
+            if len(starts) <= request.retries:
+                wake = min(deadline, started + len(starts) * spacing)
+            done, _pending = await asyncio.wait(list(starts), timeout=max(0.0, wake - time.monotonic()),
+                                                return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                connected = [task for task in done if task.exception() is None]
+                winner = min(connected or done, key=starts.get)
+                rtt = time.monotonic() - starts[winner]
+                error = winner.exception()
+                if error is not None and not isinstance(error, OSError):
+                    raise error
+                return (winner.result() if error is None else None), error, len(starts), rtt
+            if time.monotonic() >= deadline:
+                return None, None, len(starts), None
+    finally:
+        losers = [task for task in starts if task is not winner]
+        for task in losers:
+            task.cancel()
+        for outcome in await asyncio.gather(*losers, return_exceptions=True):
+            if isinstance(outcome, socket.socket):
+                outcome.close()  # answered at the same moment as the winner
+
+
 async def probe_tcp(record, family, sockaddr, request):
-    """Fill record: state from connect attempts, then TLS and SIP on an open port."""
+    """Fill record: state from the connect attempts, then TLS and SIP on an open port."""
     timeout = request.timeout
-    sock = None
-    for attempt in range(request.retries + 1):
-        record["attempts"] = attempt + 1
-        started = time.monotonic()
-        try:
-            sock = await asyncio.wait_for(tcp_connect(family, sockaddr), timeout)
-        except asyncio.TimeoutError:
-            continue
-        except OSError as exc:
-            state, message = classify_os_error(exc)
-            record["state"], record["rtt_ms"] = state, _ms(time.monotonic() - started)
-            if message:
-                add_error(record, message)
-            return record
-        record["state"], record["rtt_ms"] = "open", _ms(time.monotonic() - started)
-        break
+    sock, error, record["attempts"], rtt = await _connect_attempts(family, sockaddr, request)
+    if error is not None:
+        state, message = classify_os_error(error)
+        record["state"], record["rtt_ms"] = state, _ms(rtt)
+        if message:
+            add_error(record, message)
+        return record
     if sock is None:
         record["state"] = "filtered"
-        add_error(record, "no answer to %d connect attempt(s) of %gs" % (request.retries + 1, timeout))
+        add_error(record, "no answer to %d connect attempt(s) within %gs" % (record["attempts"], timeout))
         return record
+    record["state"], record["rtt_ms"] = "open", _ms(rtt)
     if request.tls:
         streams = await _tls_handshake(record, sock, request)
         if streams is None or not request.sip:
@@ -866,42 +917,47 @@ async def probe_udp(record, family, sockaddr, request):
         datagram = build_options(record["target"], record["port"], "UDP", local[0], local[1])
         reply = None
         provisional = None
-        for attempt in range(request.retries + 1):
-            record["attempts"] = attempt + 1
-            started = time.monotonic()
-            transport.sendto(datagram)  # a retransmission is the same request (same branch)
-            deadline = started + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+        started = time.monotonic()
+        deadline = started + timeout
+        spacing = timeout / (request.retries + 1)
+        last_sent = started
+        while True:
+            now = time.monotonic()
+            if reply is None and record["attempts"] <= request.retries \
+                    and now >= started + record["attempts"] * spacing:
+                transport.sendto(datagram)  # a retransmission is the same request (same branch)
+                record["attempts"] += 1
+                last_sent = now
+            wake = deadline
+            if reply is None and record["attempts"] <= request.retries:
+                wake = min(deadline, started + record["attempts"] * spacing)
+            try:
+                item = await asyncio.wait_for(protocol.queue.get(), max(0.0, wake - time.monotonic()))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
                     break
-                try:
-                    item = await asyncio.wait_for(protocol.queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
-                if isinstance(item, Exception):
-                    state, message = classify_os_error(item)
-                    record["state"], record["rtt_ms"] = state, _ms(time.monotonic() - started)
-                    if message:
-                        add_error(record, message)
-                    return record
-                if record["rtt_ms"] is None:
-                    record["rtt_ms"] = _ms(time.monotonic() - started)
-                reply = item
-                try:
-                    parsed = parse_sip_response(item)
-                except SipParseError:
-                    break  # any reply proves the port open; keep the first one for the error text
-                if parsed["status_code"] >= 200:
-                    provisional = None
-                    reply = parsed
-                    break
-                provisional = parsed
-            if reply is not None:
+                continue
+            if isinstance(item, Exception):
+                state, message = classify_os_error(item)
+                record["state"], record["rtt_ms"] = state, _ms(time.monotonic() - last_sent)
+                if message:
+                    add_error(record, message)
+                return record
+            if record["rtt_ms"] is None:
+                record["rtt_ms"] = _ms(time.monotonic() - last_sent)
+            reply = item
+            try:
+                parsed = parse_sip_response(item)
+            except SipParseError:
+                break  # any reply proves the port open; keep the first one for the error text
+            if parsed["status_code"] >= 200:
+                provisional = None
+                reply = parsed
                 break
+            provisional = parsed  # open; no more datagrams, wait for the final answer
         if reply is None:
             record["state"] = "open|filtered"
-            add_error(record, "no reply to %d datagram(s) within %gs each" % (request.retries + 1, timeout))
+            add_error(record, "no reply to %d datagram(s) within %gs" % (record["attempts"], timeout))
             return record
         record["state"] = "open"
         answer = provisional or reply

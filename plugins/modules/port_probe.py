@@ -16,7 +16,7 @@ description:
     runs on - normally the controller (C(delegate_to: localhost) with C(run_once)), or a chosen
     vantage host - and reports, for every address and protocol, what answered."
   - B(TCP) - V(open) (connected), V(closed) (a reset or an ICMP port unreachable) or
-    V(filtered) (no answer to O(retries)+1 attempts; an ICMP host unreachable or
+    V(filtered) (no answer within O(timeout) to any of O(retries)+1 attempts; an ICMP host unreachable or
     administratively prohibited answer also counts as V(filtered)).
   - B(TLS) - on an open TCP port, a TLS handshake reports the protocol version, the cipher and
     the certificate (subject, issuer, SANs, not-after, days left). Nothing is verified - this
@@ -31,11 +31,12 @@ description:
     unreachable is V(closed), silence is V(open|filtered).
   - Host names are resolved (in the host's resolver, bounded by O(timeout) x (O(retries)+1))
     and every address of the requested O(families) is probed.
-  - Bounded - every wait has O(timeout), there are at most O(retries)+1 attempts, and at most
-    O(concurrency) probes are in flight. A probe knows its state after at most
-    O(timeout) x (O(retries)+1); an open TCP port takes at most 2 x O(timeout) more (the
-    handshake and the SIP answer). With no more probes than O(concurrency) that is the time of
-    the whole run; beyond, the probes queue for a free slot.
+  - Bounded - every wait has O(timeout), the O(retries)+1 attempts of a probe are sent within
+    one O(timeout) window (evenly spaced, not one after another), and at most O(concurrency)
+    probes are in flight. A probe knows its state after at most O(timeout) whatever
+    O(retries) is; an open TCP port takes at most 2 x O(timeout) more (the handshake and the
+    SIP answer). With no more probes than O(concurrency) that is the time of the whole run;
+    beyond, the probes queue for a free slot.
   - Read-only; never reports C(changed).
 author:
   - sipguard maintainers (@sipguard)
@@ -66,14 +67,19 @@ options:
     choices: [ipv4, ipv6]
     default: [ipv4, ipv6]
   timeout:
-    description: Seconds each attempt (connect, handshake, SIP answer, UDP reply) may take. Greater than 0.
+    description:
+      - Seconds a probe waits for the port to answer its connect attempts or datagrams (the
+        window all O(retries)+1 attempts are sent in), and then for each later step (TLS
+        handshake, SIP answer). Greater than 0.
     type: float
     default: 2
   retries:
     description:
-      - How many times to try again after silence (a TCP connect or a UDP datagram without
-        any answer). A reset or an ICMP answer is final. A UDP retry resends the same request,
-        as a SIP retransmission would.
+      - How many more attempts to send while nothing has answered, within the O(timeout)
+        window - attempt k starts at k x O(timeout) / (O(retries)+1), so a lost SYN or datagram
+        does not decide the state and silence does not take longer. An answer to any attempt
+        counts; a reset or an ICMP answer is final. A UDP retry resends the same request, as
+        a SIP retransmission would.
     type: int
     default: 1
   concurrency:
@@ -105,6 +111,11 @@ notes:
     O(retries)+1 datagrams per UDP address. No other traffic, apart from name resolution.
   - Without privileges, a TCP probe is a full connect (like C(nmap -sT)), so the probed
     service may log it.
+  - When the task's connection is local (C(delegate_to=localhost), the usual case), the
+    module's action plugin runs the probe in the Ansible worker's own process on the
+    controller - the same code and checks, without a module process and its payload (about
+    half a second less per run). The probe needs no privileges, so C(become) is not used there.
+    On any other connection (a vantage host reached over SSH) the module runs on that host.
 attributes:
   check_mode:
     support: full
@@ -112,6 +123,9 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to show.
+  action:
+    support: full
+    description: On a local connection the action plugin does all of the work in the controller's process.
 seealso:
   - module: sipguard.firewall.ufw_port
   - name: RFC 3261 - SIP, section 11 (OPTIONS)
@@ -323,6 +337,7 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe import (
+    ARGUMENT_SPEC,
     ProbeRequest,
     ProbeRequestError,
     run_probe,
@@ -330,21 +345,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe import (
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            targets=dict(type="list", elements="str", required=True),
-            port=dict(type="int", default=5061),
-            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
-            families=dict(type="list", elements="str", choices=["ipv4", "ipv6"], default=["ipv4", "ipv6"]),
-            timeout=dict(type="float", default=2.0),
-            retries=dict(type="int", default=1),
-            concurrency=dict(type="int", default=256),
-            tls=dict(type="bool", default=True),
-            sip=dict(type="bool", default=True),
-            server_name=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         request = ProbeRequest.from_params(module.params)
     except ProbeRequestError as exc:

@@ -718,41 +718,99 @@ def test_udp_closed_and_silent():
                 listeners.append(listener)
                 listener.bind((host, port))
             started = time.monotonic()
-            silent_result = await probe_all(request(port=port, protocols=["udp"], timeout=0.3, retries=1))
+            silent_result = await probe_all(request(port=port, protocols=["udp"], timeout=1.0, retries=3))
             elapsed = time.monotonic() - started
+            received = []
+            for listener in listeners:  # what the silent side got: every retry, the same request
+                listener.setblocking(False)
+                datagrams = []
+                while True:
+                    try:
+                        datagrams.append(listener.recv(65535))
+                    except BlockingIOError:
+                        break
+                received.append(datagrams)
         finally:
             for listener in listeners:
                 listener.close()
-        return await probe_all(request(port=closed, protocols=["udp"])), silent_result, elapsed
+        return await probe_all(request(port=closed, protocols=["udp"])), silent_result, elapsed, received
 
-    closed, silent_result, elapsed = asyncio.run(scenario())
+    closed, silent_result, elapsed, received = asyncio.run(scenario())
     for record in closed["probes"]:
         assert (record["state"], record["sip"], record["error"]) == ("closed", None, None)
     for record in silent_result["probes"]:
         assert (record["state"], record["sip"], record["attempts"], record["rtt_ms"]) == \
-            ("open|filtered", None, 2, None)
-        assert record["error"] == "no reply to 2 datagram(s) within 0.3s each"
+            ("open|filtered", None, 4, None)
+        assert record["error"] == "no reply to 4 datagram(s) within 1s"
+    for datagrams in received:
+        assert len(datagrams) == 4 and len(set(datagrams)) == 1
     assert silent_result["summary"]["exposed"] is False
-    assert 0.55 < elapsed < 2
+    # the four datagrams share one 1 s window: silence is known after 1 s, not 4 s
+    assert 0.95 < elapsed < 3
 
 
-def test_tcp_silence_is_filtered_after_every_attempt(monkeypatch):
+def test_tcp_silence_is_filtered_after_every_attempt_within_one_window(monkeypatch):
     calls = []
+    cancelled = []
 
     async def never_answers(family, sockaddr):
-        calls.append(sockaddr[0])
-        await asyncio.sleep(30)
+        calls.append((sockaddr[0], time.monotonic()))
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(sockaddr[0])
+            raise
 
     monkeypatch.setattr(_probe, "tcp_connect", never_answers)
     started = time.monotonic()
-    result = asyncio.run(probe_all(request(protocols=["tcp"], timeout=0.2, retries=2)))
+    result = asyncio.run(probe_all(request(protocols=["tcp"], timeout=1.0, retries=3)))
     elapsed = time.monotonic() - started
     for record in result["probes"]:
-        assert (record["state"], record["attempts"], record["rtt_ms"], record["tls"]) == ("filtered", 3, None, None)
-        assert record["error"] == "no answer to 3 connect attempt(s) of 0.2s"
-    assert sorted(calls) == ["127.0.0.1"] * 3 + ["::1"] * 3
-    assert 0.55 < elapsed < 2
+        assert (record["state"], record["attempts"], record["rtt_ms"], record["tls"]) == ("filtered", 4, None, None)
+        assert record["error"] == "no answer to 4 connect attempt(s) within 1s"
+    for address in LOOPBACKS:
+        offsets = [moment - started for host, moment in calls if host == address]
+        # attempt k starts k x timeout / (retries + 1) into the window: 0, 0.25, 0.5, 0.75 s
+        assert len(offsets) == 4
+        for attempt, offset in enumerate(offsets):
+            assert attempt * 0.25 - 0.01 <= offset < (attempt + 1) * 0.25
+    assert sorted(cancelled) == ["127.0.0.1"] * 4 + ["::1"] * 4  # no attempt left running
+    assert 0.95 < elapsed < 3  # one window, not timeout x (retries + 1) = 4 s
     assert result["counts"]["filtered"] == 2
+
+
+def test_a_later_attempt_answering_decides_and_the_others_are_cancelled(monkeypatch):
+    calls = {}
+    cancelled = []
+    leftovers = []
+
+    async def first_is_lost(family, sockaddr):
+        attempt = calls[sockaddr[0]] = calls.get(sockaddr[0], 0) + 1
+        if attempt == 1:  # the first SYN is lost: this attempt would wait forever
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(sockaddr[0])
+                raise
+        if sockaddr[0] == "::1":
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        ours, theirs = socket.socketpair()
+        leftovers.append(theirs)
+        return ours
+
+    monkeypatch.setattr(_probe, "tcp_connect", first_is_lost)
+    started = time.monotonic()
+    result = asyncio.run(probe_all(request(protocols=["tcp"], timeout=2.0, retries=1, tls=False, sip=False)))
+    elapsed = time.monotonic() - started
+    states = {record["address"]: record for record in result["probes"]}
+    assert (states["127.0.0.1"]["state"], states["127.0.0.1"]["attempts"]) == ("open", 2)
+    assert (states["::1"]["state"], states["::1"]["attempts"]) == ("closed", 2)
+    for record in result["probes"]:
+        assert record["rtt_ms"] is not None and record["rtt_ms"] < 500  # from the answering attempt
+    assert sorted(cancelled) == ["127.0.0.1", "::1"]
+    assert elapsed < 1.9  # decided by the answer at about 1 s, not by the end of the window
+    for sock in leftovers:
+        sock.close()
 
 
 def test_icmp_unreachable_is_final_and_filtered(monkeypatch):
@@ -784,8 +842,8 @@ def test_concurrency_is_bounded_and_the_run_is_not_serial(monkeypatch):
     assert max(peak) == 8
     assert [r["target"] for r in result["probes"]] == targets
     started = time.monotonic()
-    asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.2, retries=1, concurrency=256)))
-    assert time.monotonic() - started < 1.5  # about timeout x (retries + 1), not 40 times that
+    asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.3, retries=1, concurrency=256)))
+    assert time.monotonic() - started < 1.5  # about one timeout, not 40 times that
 
 
 def test_resolution_failures_give_error_records_and_families_filter(monkeypatch):

@@ -194,3 +194,64 @@ def test_documentation_matches_the_records():
     assert {name: option.get("default") for name, option in documented["options"].items()} == {
         "targets": None, "port": 5061, "protocols": ["tcp", "udp"], "families": ["ipv4", "ipv6"], "timeout": 2,
         "retries": 1, "concurrency": 256, "tls": True, "sip": True, "server_name": None}
+
+
+# --------------------------------------------------------------------------------------------
+# The action plugin: in-process on a local connection, the module everywhere else
+# --------------------------------------------------------------------------------------------
+
+def probe_action(transport, args, check_mode=False):
+    from unittest.mock import MagicMock
+
+    from ansible_collections.sipguard.firewall.plugins.action import port_probe as action_plugin
+
+    task = MagicMock(args=args, async_val=0, check_mode=check_mode, action="sipguard.firewall.port_probe")
+    connection = MagicMock(transport=transport)
+    connection._shell.tmpdir = None
+    action = action_plugin.ActionModule(task, connection, MagicMock(check_mode=check_mode), None, None, None)
+    action._execute_module = MagicMock(return_value={"changed": False, "probes": ["from the module"]})
+    return action, action.run(task_vars={})
+
+
+@pytest.mark.parametrize("transport", ["local", "ansible.builtin.local"])
+def test_on_a_local_connection_the_probe_runs_in_process_like_the_module(capsys, transport):
+    args = dict(targets=["127.0.0.1", "::1"], timeout=1, retries=0, tls=False)
+    with SipServerThread() as server:
+        args["port"] = server.port
+        code, module_result = run_module(capsys, dict(args))
+        action, result = probe_action(transport, dict(args), check_mode=True)
+    action._execute_module.assert_not_called()  # no module process, no payload
+    assert code == 0 and result["changed"] is False and "failed" not in result
+    for key in ("counts", "summary"):
+        assert result[key] == module_result[key]
+    assert [(r["address"], r["protocol"], r["state"], r["sip"]["status_code"]) for r in result["probes"]] == \
+        [(r["address"], r["protocol"], r["state"], r["sip"]["status_code"]) for r in module_result["probes"]]
+    assert result["summary"]["exposed"] is True
+
+
+def test_on_any_other_connection_the_module_runs_on_the_task_host():
+    args = dict(targets=["192.0.2.10"], timeout=1)
+    action, result = probe_action("ssh", args)
+    action._execute_module.assert_called_once_with(module_name="sipguard.firewall.port_probe", module_args=args,
+                                                   task_vars={})
+    assert result["probes"] == ["from the module"]
+
+
+@pytest.mark.parametrize("args, named", [
+    (dict(targets=["127.0.0.1"], timeout=0), "timeout 0.0"),
+    (dict(targets=["127.0.0.1"], port=70000), "70000"),
+    (dict(targets=["127.0.0.1"], concurrency="many"), "concurrency"),
+    (dict(targets=["127.0.0.1"], speed=1), "speed"),
+])
+def test_in_process_bad_input_fails_naming_the_value_and_probes_nothing(monkeypatch, args, named):
+    from ansible.errors import AnsibleActionFail
+
+    from ansible_collections.sipguard.firewall.plugins.action import port_probe as action_plugin
+
+    monkeypatch.setattr(action_plugin, "run_probe", lambda request: pytest.fail("probed despite bad input"))
+    try:
+        _action, result = probe_action("local", args)
+    except AnsibleActionFail as exc:
+        assert named in str(exc)
+    else:
+        assert result["failed"] is True and named in result["msg"]
