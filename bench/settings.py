@@ -12,14 +12,15 @@ and served):
    connection set-up on a cold connection), the remote temporary directory, building the
    AnsiballZ payload (once per run, cached for the other hosts), its transfer (sftp), chmod,
    the module run on the host (Python start-up included), clean-up, and the rest of the worker's
-   time; the same rerun with pipelining (one SSH command per host). A cold `ssh host true` and one
+   time - these two with `-e sips_pipelining=false`, since the role pipelines its module task by
+   default - and the rerun as the role runs it (pipelined: one SSH command per host). A cold `ssh host true` and one
    through an open master connection are timed on their own. Per batch: every task's time from
    the ansible.posix.profile_tasks callback, grouped into validation, host step, controller
    probe, report, verdict, and the playbook's start-up (wall time minus the tasks).
 2. Settings: the rerun of the close playbook, --runs times each, interleaved, with Ansible's
    defaults (forks 5, linear, no pipelining, ControlPersist 60s) and with one setting changed at
-   a time (pipelining on, forks N, strategy free, ControlPersist off), then all helpful ones
-   together. Prints the wall times (min and spread) and whether every host ended closed.
+   a time (the role's sips_pipelining=false, pipelining on in ansible.cfg, forks N, strategy
+   free, ControlPersist off), then pipelining and forks N together. Prints the wall times (min and spread) and whether every host ended closed.
 
 ANSIBLE_DEBUG itself slows a run down; its figures show proportions, the matrix the wall times.
 A figure printer, not a test. The containers are removed at the end (also on failure) unless --keep.
@@ -57,13 +58,12 @@ PHASES = [  # (label, start marker, end marker); markers are prefixes of ANSIBLE
 ]
 GROUPS = [  # per-batch grouping of the role's tasks (profile_tasks names), first match wins
     ("host step (ufw_port, all hosts)", ("Close or restore", "Audit the port", "Install ufw")),
-    ("controller probe (port_probe, once)", ("Probe every host", "Learn the controller", "Note the addresses")),
-    ("report (build, directory, previous, JSON+HTML, summary, set_stats, alert)",
-     ("Build the fleet report", "Create the report directory", "Keep the previous report",
-      "Write the report", "Summary", "Hand the results", "Alert on exposure", "Keep the host's result")),
+    ("controller probe (port_probe, once)", ("Probe every host", "Learn the controller")),
+    ("report (host records, build, write JSON+HTML+previous, summary, set_stats, alert)",
+     ("Build the fleet report", "Write the report", "Summary", "Hand the results", "Alert on exposure",
+      "Keep the host's result")),
     ("verdict (fail what is still exposed)", ("Fail the host",)),
-    ("validation (argument spec, netaddr, assert)", ("Validating arguments", "Normalise", "Check the values",
-                                                     "Close with the sips role")),
+    ("validation (argument spec, netaddr, checks)", ("Validating arguments", "Check the values")),
 ]
 
 
@@ -158,8 +158,8 @@ def median_phases(hosts):
             for label in labels}
 
 
-def profiled(inventory, settings, log, callbacks=(), extra_env=None):
-    report = ("-e", "sips_report_dir=" + os.path.join(fleetlib.WORK, "report-settings"))
+def profiled(inventory, settings, log, callbacks=(), extra_env=None, extra_args=()):
+    report = ("-e", "sips_report_dir=" + os.path.join(fleetlib.WORK, "report-settings"), *extra_args)
     config = fleetlib.write_config(os.path.join(fleetlib.WORK, "settings-profile.cfg"), settings, callbacks)
     result = fleetlib.playbook("sipguard.firewall.close", inventory, config, log, report, extra_env=extra_env)
     if result.returncode != 0 or result.bad_hosts():
@@ -172,10 +172,12 @@ def breakdown(fleet, inventory, count):
     serial = dict(fleetlib.DEFAULT_SETTINGS, forks=1)
     debug = {"ANSIBLE_DEBUG": "1"}
     columns = []
-    for label, settings, log in (("first run (change)", serial, "settings-debug-first"),
-                                 ("rerun (no-op)", serial, "settings-debug-rerun"),
-                                 ("rerun, pipelining", dict(serial, pipelining=True), "settings-debug-pipelining")):
-        result = profiled(inventory, settings, log, extra_env=debug)
+    unpipelined = ("-e", "sips_pipelining=false")
+    for label, settings, log, extra in (
+            ("first run (change), unpipelined", serial, "settings-debug-first", unpipelined),
+            ("rerun (no-op), unpipelined", serial, "settings-debug-rerun", unpipelined),
+            ("rerun, pipelined (role default)", serial, "settings-debug-pipelining", ())):
+        result = profiled(inventory, settings, log, extra_env=debug, extra_args=extra)
         columns.append((label, median_phases(host_phases(result.output))))
 
     print("Per host: the ufw_port task of the close playbook, %d hosts one after the other (forks 1),"
@@ -218,7 +220,8 @@ def matrix(fleet, inventory, count, runs):
     base = fleetlib.DEFAULT_SETTINGS
     variants = [
         ("defaults", dict(base)),
-        ("pipelining on", dict(base, pipelining=True)),
+        ("sips_pipelining=false (role)", dict(base, extra=("-e", "sips_pipelining=false"))),
+        ("pipelining on (ansible.cfg)", dict(base, pipelining=True)),
         ("forks %d (= hosts)" % count, dict(base, forks=count)),
         ("strategy free (ansible.cfg)", dict(base, strategy="free")),
         ("ControlPersist off", dict(base, control_persist=False)),
@@ -230,7 +233,8 @@ def matrix(fleet, inventory, count, runs):
         for number, (label, settings) in enumerate(variants):
             config = fleetlib.write_config(os.path.join(fleetlib.WORK, "settings-%d.cfg" % number), settings)
             result = fleetlib.playbook("sipguard.firewall.close", inventory, config,
-                                       "settings-matrix-%d-%d" % (repetition, number), report)
+                                       "settings-matrix-%d-%d" % (repetition, number),
+                                       report + settings.get("extra", ()))
             seconds[label].append(result.seconds)
             states = fleet.states()
             closed = sum(1 for pair in states.values() if all(s in ("filtered", "-") for s in pair))
