@@ -188,10 +188,11 @@ def breakdown(fleet, inventory, count):
     for _label, phases in columns:
         labels += [label for label in phases if label not in labels]
     order = [p[0] for p in PHASES] + [PIPELINED, REST, "worker total"]
-    print("%-50s" % "phase" + "".join("%-22s" % label for label, _p in columns))
+    width = max(22, max(len(label) for label, _p in columns) + 2)
+    print("%-50s" % "phase" + "".join(label.ljust(width) for label, _p in columns))
     for label in [label for label in order if label in labels]:
         print("%-50s" % label + "".join(
-            "%-22s" % ("%.3f (%.3f)" % phases[label] if label in phases else "-") for _l, phases in columns))
+            ("%.3f (%.3f)" % phases[label] if label in phases else "-").ljust(width) for _l, phases in columns))
     host = fleet.hosts[0]
     cold = [ssh_seconds(host.ipv4, master=False) for _attempt in range(3)]
     warm = [ssh_seconds(host.ipv4, master=True) for _attempt in range(3)]
@@ -209,9 +210,9 @@ def breakdown(fleet, inventory, count):
         batches.append((label, grouped(task_times(result.output), result.seconds)))
     print("Per batch: the close playbook's tasks on %d hosts (profile_tasks; seconds)" % count)
     print()
-    print("%-76s" % "group" + "".join("%-32s" % label for label, _g in batches))
+    print("%-84s" % "group" + "".join("%-32s" % label for label, _g in batches))
     for group in batches[0][1]:
-        print("%-76s" % group + "".join("%-32.2f" % groups.get(group, 0.0) for _l, groups in batches))
+        print("%-84s" % group + "".join("%-32.2f" % groups.get(group, 0.0) for _l, groups in batches))
     print()
 
 
