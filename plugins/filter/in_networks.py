@@ -46,6 +46,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+
 def in_networks(addresses, networks):
     if not networks:
         return []  # nothing is inside no network; netaddr (~50 ms to import) is not needed

@@ -41,6 +41,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+
 def _netaddr():
     """netaddr, imported on first use: every Ansible worker that templates the role's
     (usually empty) trusted sources would otherwise pay its ~50 ms import."""

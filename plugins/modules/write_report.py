@@ -46,7 +46,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: In check mode nothing is written; the result says what would be (the role sets C(check_mode=false) on this task so that a check run still leaves its report).
+    description:
+      - In check mode nothing is written; the result says what would be.
+      - The role sets C(check_mode=false) on this task, so that a check run still leaves its report.
   diff_mode:
     support: none
     description: The files are output about the hosts; no diff is shown.
