@@ -799,6 +799,15 @@ def _abort(writer):
         transport.abort()
 
 
+def _next_wake(started, sent, request):
+    """When a probe loop must wake: the start of its next attempt (attempt k starts at
+    ``k * timeout / (retries + 1)``), or the end of the window once all have been sent."""
+    deadline = started + request.timeout
+    if sent > request.retries:
+        return deadline
+    return min(deadline, started + sent * request.timeout / (request.retries + 1))
+
+
 async def _connect_attempts(family, sockaddr, request):
     """Race up to ``retries + 1`` connect attempts started evenly across one ``timeout`` window.
 
@@ -810,17 +819,14 @@ async def _connect_attempts(family, sockaddr, request):
     """
     started = time.monotonic()
     deadline = started + request.timeout
-    spacing = request.timeout / (request.retries + 1)
     starts = {}  # attempt task -> when it started
     winner = None
     try:
         while True:
             now = time.monotonic()
-            if len(starts) <= request.retries and now >= started + len(starts) * spacing:
+            if len(starts) <= request.retries and now >= _next_wake(started, len(starts), request):
                 starts[asyncio.ensure_future(tcp_connect(family, sockaddr))] = now
-            wake = deadline
-            if len(starts) <= request.retries:
-                wake = min(deadline, started + len(starts) * spacing)
+            wake = _next_wake(started, len(starts), request)
             done, _pending = await asyncio.wait(list(starts), timeout=max(0.0, wake - time.monotonic()),
                                                 return_when=asyncio.FIRST_COMPLETED)
             if done:
@@ -917,20 +923,17 @@ async def probe_udp(record, family, sockaddr, request):
         datagram = build_options(record["target"], record["port"], "UDP", local[0], local[1])
         reply = None
         provisional = None
-        started = time.monotonic()
+        started = last_sent = time.monotonic()
         deadline = started + timeout
-        spacing = timeout / (request.retries + 1)
-        last_sent = started
         while True:
             now = time.monotonic()
             if reply is None and record["attempts"] <= request.retries \
-                    and now >= started + record["attempts"] * spacing:
+                    and now >= _next_wake(started, record["attempts"], request):
                 transport.sendto(datagram)  # a retransmission is the same request (same branch)
                 record["attempts"] += 1
                 last_sent = now
-            wake = deadline
-            if reply is None and record["attempts"] <= request.retries:
-                wake = min(deadline, started + record["attempts"] * spacing)
+            # once anything answered, no more datagrams: wait for the final answer until the deadline
+            wake = deadline if reply is not None else _next_wake(started, record["attempts"], request)
             try:
                 item = await asyncio.wait_for(protocol.queue.get(), max(0.0, wake - time.monotonic()))
             except asyncio.TimeoutError:
