@@ -5,16 +5,18 @@
 
 """Action plugin of sipguard.firewall.write_report: the fleet report's files, on the controller.
 
-Everything happens in the controller's own process - no module is sent anywhere - so the
-JSON, the HTML and the previous report cost one task instead of four module runs.
-``write_report_files`` is the whole job and is what the unit tests call.
+Everything happens in the controller's own process - no module is sent anywhere. Two forms:
+a ready report (``report`` + ``html``, written as given), or one batch's host entries
+(``hosts``), which become records (plugin_utils/_report) and are merged with every other batch
+and slice of the same run into the run's report (plugin_utils/_report_store).
+``write_report_files`` and ``write_run_report`` are the whole job and are what the unit tests call.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -22,32 +24,35 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.ajson import AnsibleJSONEncoder
 from ansible.plugins.action import ActionBase
 
-JSON_NAME = "sips-report.json"
-HTML_NAME = "sips-report.html"
-PREVIOUS_NAME = "sips-report.previous.json"
-DIR_MODE = 0o750
-FILE_MODE = 0o640
+from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report, _report_store
+
+JSON_NAME = _report_store.JSON_NAME
+HTML_NAME = _report_store.HTML_NAME
+PREVIOUS_NAME = _report_store.PREVIOUS_NAME
+DIR_MODE = _report_store.DIR_MODE
+FILE_MODE = _report_store.FILE_MODE
 
 ARGUMENT_SPEC = {
     "dir": {"type": "path", "required": True},
-    "report": {"type": "dict", "required": True},
-    "html": {"type": "str", "required": True},
+    "report": {"type": "dict"},
+    "html": {"type": "str"},
+    "hosts": {"type": "dict"},
+    "run_id": {"type": "str"},
+    "mode": {"type": "str", "choices": list(_report.MODES), "default": "audit"},
+    "port": {"type": "int", "default": 5061},
+    "check_mode": {"type": "bool", "default": False},
+    "probe": {"type": "dict"},
+    "controller_addresses": {"type": "list", "elements": "str"},
+    "html_template": {"type": "path"},
+    "alert": {"type": "bool", "default": False},
 }
+MUTUALLY_EXCLUSIVE = [["report", "hosts"], ["html", "hosts"], ["report", "html_template"]]
+REQUIRED_TOGETHER = [["report", "html"], ["hosts", "run_id", "html_template"]]
+REQUIRED_ONE_OF = [["report", "hosts"]]
 
 
 def _write_atomically(path, text):
-    """Replace path by text (a temporary file in the same directory, then rename)."""
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    _report_store.write_atomically(path, text)
 
 
 def write_report_files(directory, report, html, check_mode=False):
@@ -56,11 +61,10 @@ def write_report_files(directory, report, html, check_mode=False):
     Returns the module result (paths, whether a previous report was kept, whether the
     directory was created). Raises OSError with the path it could not write.
     """
-    paths = {name: os.path.join(directory, file_name) for name, file_name in
-             (("json", JSON_NAME), ("html", HTML_NAME), ("previous", PREVIOUS_NAME))}
+    paths = _report_store.paths(directory)
     result = dict(changed=False, dir=directory, created_dir=not os.path.isdir(directory),
                   previous_kept=os.path.isfile(paths["json"]), written=[],
-                  **{"%s_path" % name: path for name, path in paths.items()})
+                  **{"%s_path" % name: paths[name] for name in ("json", "html", "previous")})
     text = json.dumps(report, cls=AnsibleJSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if check_mode:
         return result
@@ -75,6 +79,55 @@ def write_report_files(directory, report, html, check_mode=False):
     return result
 
 
+def html_renderer(template_path):
+    """A function report -> HTML page, from the role's Jinja2 template (variable ``report``), as
+    the template module renders it (trim_blocks, strict undefined)."""
+    import jinja2  # pylint: disable=import-outside-toplevel  (ansible-core's own dependency)
+
+    try:
+        with open(template_path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise AnsibleActionFail("cannot read the report template %s: %s" % (template_path, exc.strerror or exc))
+    environment = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True,
+                                     undefined=jinja2.StrictUndefined, autoescape=False)
+    template = environment.from_string(text)
+    return lambda report: template.render(report=report)
+
+
+def write_run_report(params, render_html, check_mode=False, generated=None):
+    """One batch's (or slice's) hosts merged into the run's report; the module result."""
+    directory = params["dir"]
+    paths = _report_store.paths(directory)
+    records, unmatched = _report.host_records(
+        params["hosts"], probe=params["probe"], mode=params["mode"], port=params["port"],
+        check_mode=params["check_mode"],
+        controller_addresses=params["controller_addresses"] if params["controller_addresses"] is not None else [])
+    generated = generated or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = dict(changed=False, dir=directory, written=[], run_id=params["run_id"],
+                  **{"%s_path" % name: paths[name] for name in ("json", "html", "previous")})
+    if check_mode:
+        result.update(created_dir=not os.path.isdir(directory), previous_kept=False, parts=0, warnings=[],
+                      alert_due=False, new_exposed_hosts=[], summary=None, verdicts={})
+        return result
+    report, details = _report_store.write_run(
+        directory, params["run_id"], records, params["mode"], params["port"], params["check_mode"], generated,
+        render_html, unmatched_probes=unmatched, probe_summary=_report.probe_summary_text(params["probe"]),
+        alert=params["alert"])
+    batch = set(str(name) for name in params["hosts"])
+    result.update(
+        created_dir=details["created_dir"], previous_kept=details["previous_kept"], parts=details["parts"],
+        written=[paths["json"], paths["html"]], new_exposed_hosts=details["new_exposed_hosts"],
+        alert_due=bool(params["alert"] and details["new_exposed_hosts"]),
+        summary=dict((key, report[key]) for key in ("mode", "port", "counts", "exposed_hosts", "reopened_hosts",
+                                                    "summary_line", "generated")),
+        verdicts=dict((record["host"], dict(status=record["status"], reasons=record["reasons"]))
+                      for record in report["hosts"] if record["host"] in batch))
+    if details["warnings"]:
+        result["warnings"] = details["warnings"]
+    return result
+
+
 class ActionModule(ActionBase):
     """Runs on the controller whatever the task's host; never reports changed (see the docs)."""
 
@@ -84,13 +137,23 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                                           required_together=REQUIRED_TOGETHER,
+                                           required_one_of=REQUIRED_ONE_OF).validate(self._task.args)
         if validation.error_messages:
             raise AnsibleActionFail("write_report: %s" % "; ".join(validation.error_messages))
         params = validation.validated_parameters
         try:
-            result.update(write_report_files(params["dir"], params["report"], params["html"],
-                                             check_mode=bool(self._task.check_mode)))
+            if params["hosts"] is not None:
+                result.update(write_run_report(params, html_renderer(params["html_template"]),
+                                               check_mode=bool(self._task.check_mode)))
+            else:
+                result.update(write_report_files(params["dir"], params["report"], params["html"],
+                                                 check_mode=bool(self._task.check_mode)))
+        except _report.ReportError as exc:
+            raise AnsibleActionFail("write_report: %s" % exc)
+        except _report_store.StoreError as exc:
+            raise AnsibleActionFail("cannot write the report: %s" % exc)
         except OSError as exc:
             raise AnsibleActionFail("cannot write the report: %s: %s"
                                     % (to_text(exc.filename or params["dir"]), to_text(exc.strerror or exc)))

@@ -371,10 +371,10 @@ def test_the_report_is_plain_json():
     assert set(one(report, "e")) == {
         "host", "address", "status", "exposed", "changed", "reasons", "notes", "before", "after", "listeners",
         "processes", "probe", "tls", "sip_server", "verified", "trend", "previous_status", "error", "ufw",
-        "rules_added", "rules_removed", "conflicts", "actions"}
+        "rules_added", "rules_removed", "conflicts", "actions", "trusted_sources", "controller_trusted"}
     assert set(report) == {"schema", "generated", "mode", "port", "check_mode", "controller_trusted",
                            "trusted_sources", "counts", "hosts", "exposed_hosts", "reopened_hosts",
-                           "unmatched_probes", "probe_summary", "previous_generated", "summary_line"}
+                           "unmatched_probes", "probe_summary", "previous_generated", "summary_line", "run"}
 
 
 @pytest.mark.parametrize("kwargs, message", [
