@@ -73,7 +73,8 @@ def check_run(params, new_id=_report_store.new_run_id):
         problems.append(dir_problem)
     if problems:
         return dict(failed=True, changed=False, msg="; ".join(problems), problems=problems)
-    _error, warnings = _report_store.preflight(params["report_dir"])
+    # warned once per run: the first check (the playbooks' check over every host, or the first batch)
+    warnings = [] if params["earlier_run_id"] else _report_store.preflight(params["report_dir"])[1]
     run_id = params["run_id"]
     if run_id:
         run_id = "%s-%s" % (run_id, params["mode"]) if params["mode"] else run_id

@@ -149,3 +149,15 @@ class Host:
             yield
         finally:
             handle.close()
+
+
+NEEDS_ROOT = ("%s needs root on the host (it reads UFW's files and the netfilter tables%s), but runs as uid %d: "
+              "run it with become - ansible-playbook -b, become: true, or the sips role's sips_become: true")
+
+
+def root_problem(module_name, writes):
+    """None when this process is root, else the message that says to use become."""
+    uid = os.geteuid()
+    if uid == 0:
+        return None
+    return NEEDS_ROOT % (module_name, " and changes them" if writes else "", uid)

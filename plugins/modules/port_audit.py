@@ -148,7 +148,7 @@ ufw:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._audit import run_audit
-from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError
+from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
     PortRequest,
     RequestError,
@@ -166,6 +166,9 @@ def main():
         ),
         supports_check_mode=True,
     )
+    problem = root_problem('port_audit', writes=False)
+    if problem:
+        module.fail_json(msg=problem)
     params = dict(module.params, state="closed", action="deny", conflicts="shadow", inactive="skip",
                   comment="sipguard", lock_timeout=0)
     try:

@@ -258,7 +258,7 @@ ufw:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError
+from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
     PortRequest,
     RequestError,
@@ -283,6 +283,9 @@ def main():
         ),
         supports_check_mode=True,
     )
+    problem = root_problem('ufw_port', writes=True)
+    if problem:
+        module.fail_json(msg=problem)
     try:
         request = PortRequest.from_params(module.params)
     except RequestError as exc:

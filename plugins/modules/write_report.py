@@ -9,12 +9,23 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: write_report
-short_description: Write the fleet report (JSON and HTML) on the controller, keeping the previous one
+short_description: Write the fleet report (JSON and HTML) on the controller - one report per run, the previous run kept
 version_added: 0.1.0
 description:
-  - Writes C(sips-report.json) and C(sips-report.html) into O(dir) on the B(controller), and first
-    renames the C(sips-report.json) already there to C(sips-report.previous.json), which the next
-    audit compares with to name the hosts that reopened.
+  - Writes C(sips-report.json) and C(sips-report.html) into O(dir) on the B(controller).
+  - "Two forms. With O(report) and O(html), a report already built (for example with the
+    P(sipguard.firewall.sips_report#filter) filter) is written as given, and the C(sips-report.json)
+    already there is first renamed to C(sips-report.previous.json)."
+  - "With O(hosts) (the sipguard.firewall.sips role's form), the entries of one batch or one AWX
+    slice become host records and are merged with every other batch and slice of the same run
+    (O(run_id)) into one report: each writer first writes its records as a part of the run
+    (C(runs/RUN_ID/) in O(dir), a new file, never edited), then merges every part of the run under
+    a lock (C(.sips-report.lock), fcntl) and writes the report. Writers running at the same time -
+    slices on one execution node, or on several sharing O(dir) on a file system with POSIX locks -
+    lose no host and never tear a file. The first writer of a new run makes the last run's report
+    the previous one (which V(audit) compares with); a report that is not valid JSON is set aside
+    as C(sips-report.invalid.json) with a warning that names it. Parts of runs older than the
+    previous one are removed."
   - An action plugin - it runs in the controller's own process whatever host the task is for, and
     sends nothing to any host - so the report costs one task instead of four module runs (the
     directory, the previous report, the JSON, the HTML).
@@ -35,14 +46,57 @@ options:
       - The report, as the P(sipguard.firewall.sips_report#filter) filter builds it
         (C(sipguard.firewall/report/v1), see C(docs/report-schema.md)). Written as JSON,
         indented, keys sorted.
+      - Needs O(html); not with O(hosts).
     type: dict
-    required: true
   html:
     description:
-      - The HTML page, already rendered - the role renders its C(report.html.j2) template with
-        C(lookup('ansible.builtin.template', ...)).
+      - The HTML page of O(report), already rendered (for example with
+        C(lookup('ansible.builtin.template', ...))).
     type: str
-    required: true
+  hosts:
+    description:
+      - This batch's host entries by inventory host name, as the P(sipguard.firewall.sips_report#filter)
+        filter takes them (C(address), C(targets), C(result), C(failed), C(unreachable), C(msg), and
+        the host's own C(trusted_sources), C(protocols), C(families)).
+      - Needs O(run_id) and O(html_template); not with O(report).
+    type: dict
+  run_id:
+    description: The run the O(hosts) belong to (the role takes it from C(sipguard.firewall.check_run)).
+    type: str
+  mode:
+    description: With O(hosts) - V(audit), V(close) or V(restore), as for the filter.
+    type: str
+    choices: [audit, close, restore]
+    default: audit
+  port:
+    description: With O(hosts) - the port reported on.
+    type: int
+    default: 5061
+  check_mode:
+    description: With O(hosts) - whether the hosts' task ran in check mode (pass C(ansible_check_mode)).
+    type: bool
+    default: false
+  probe:
+    description: With O(hosts) - the registered result of C(sipguard.firewall.port_probe) over this batch.
+    type: dict
+  controller_addresses:
+    description:
+      - With O(hosts) - the controller's own addresses; whether the controller is a trusted source is
+        decided per host, against that host's C(trusted_sources).
+    type: list
+    elements: str
+  html_template:
+    description:
+      - With O(hosts) - the Jinja2 template of the HTML page (the role's C(report.html.j2)); it reads
+        the merged report from the variable C(report).
+    type: path
+  alert:
+    description:
+      - With O(hosts) - whether an alert is sent for this run; the report then records which exposed
+        hosts were named (C(run.alerted_hosts)), and RV(alert_due) is true only when this write finds
+        exposed hosts that no earlier write of the run named.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -67,6 +121,17 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Merge this batch's hosts into the run's report (what the sips role does)
+  sipguard.firewall.write_report:
+    dir: /var/lib/sipguard/report
+    run_id: "{{ hostvars['localhost'].__sips_run.id }}"
+    mode: audit
+    hosts: "{{ my_host_entries }}"
+    probe: "{{ my_probe }}"
+    html_template: /path/to/report.html.j2
+  run_once: true
+  check_mode: false
+
 - name: Write a report built from this play's results
   sipguard.firewall.write_report:
     dir: /var/lib/sipguard/report
@@ -110,4 +175,31 @@ written:
   returned: always
   type: list
   elements: str
+run_id:
+  description: The run written into.
+  returned: with O(hosts)
+  type: str
+parts:
+  description: How many batches and slices of the run the report merges.
+  returned: with O(hosts)
+  type: int
+summary:
+  description:
+    - The run's report so far in brief - C(mode), C(port), C(counts), C(exposed_hosts),
+      C(reopened_hosts), C(summary_line), C(generated); null in check mode.
+  returned: with O(hosts)
+  type: dict
+verdicts:
+  description: For each host of O(hosts), its C(status) and C(reasons) in the run's report.
+  returned: with O(hosts)
+  type: dict
+new_exposed_hosts:
+  description: Exposed hosts of the run that no earlier write of the run named in an alert.
+  returned: with O(hosts)
+  type: list
+  elements: str
+alert_due:
+  description: O(alert) and RV(new_exposed_hosts) is not empty.
+  returned: with O(hosts)
+  type: bool
 """

@@ -104,4 +104,25 @@ def test_documentation_matches_the_plugin():
         assert option.get("required", False) == action_plugin.ARGUMENT_SPEC[name].get("required", False)
     returned = yaml.safe_load(module_doc.RETURN)
     result = action_plugin.write_report_files("/nonexistent/sipguard", REPORT_1, "", check_mode=True)
-    assert set(returned) == set(result) - {"changed"}
+    assert set(result) - {"changed"} == {name for name, item in returned.items() if item["returned"] == "always"}
+    run_result = action_plugin.write_run_report(dict(
+        dir="/nonexistent/sipguard", hosts={}, run_id="r", mode="audit", port=5061, check_mode=False, probe=None,
+        controller_addresses=None, alert=False), None, check_mode=True)
+    assert set(run_result) - {"changed", "warnings"} == set(returned)
+
+
+def test_the_role_form_merges_a_batch_into_the_run_and_renders_the_role_template(tmp_path):
+    template = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))), "roles", "sips", "templates", "report.html.j2")
+    entry = {"address": "192.0.2.7", "result": {"changed": True, "effective": True, "reasons": [],
+                                                "before": {"effective": False, "reasons": ["ipv4/tcp: allow 5061"]}}}
+    args = dict(dir=str(tmp_path), run_id="r1", mode="close", hosts={"sbc1": entry}, html_template=template)
+    first = run(args)
+    second = run(dict(args, hosts={"sbc2": dict(entry, failed=True, msg="boom")}))
+    assert (first["parts"], second["parts"]) == (1, 2)
+    assert second["summary"]["counts"]["hosts"] == 2 and second["verdicts"] == {
+        "sbc2": {"status": "failed", "reasons": []}}
+    assert first["verdicts"]["sbc1"]["status"] == "closed"
+    page = (tmp_path / "sips-report.html").read_text(encoding="utf-8")
+    assert 'data-host="sbc1"' in page and 'data-host="sbc2"' in page
+    assert json.loads((tmp_path / "sips-report.json").read_text())["run"]["id"] == "r1"

@@ -480,3 +480,49 @@ def test_flags_given_as_templated_strings():
     assert report["controller_trusted"] is False and report["check_mode"] is False
     with pytest.raises(AnsibleFilterError, match="failed of host x must be a boolean"):
         sips_report({"x": {"failed": "perhaps"}})
+
+
+# --- per-host settings (group_vars / host_vars) -------------------------------------------------
+
+def test_whether_the_controller_is_trusted_is_decided_per_host():
+    """The SBC trusts the controller's network, the others trust nothing: the SBC's open port is
+    intended (its host-side verdict decides), the same open port elsewhere is an exposure."""
+    results = {"sbc": dict(host("192.0.2.40", audit(False)), trusted_sources=["192.0.2.0/24", "2001:db8::/64"]),
+               "pbx": dict(host("198.51.100.7", audit(False)), trusted_sources=[])}
+    opened = probe(record("192.0.2.40", state="open", sip=sip()), record("198.51.100.7", state="open", sip=sip()))
+    report = sips_report(results, probe=opened, mode="audit", controller_addresses=["192.0.2.99", "fe80::1%eth0"])
+    sbc, pbx = one(report, "sbc"), one(report, "pbx")
+    assert (sbc["status"], sbc["verified"], sbc["controller_trusted"]) == ("closed", "trusted-source", True)
+    assert sbc["trusted_sources"] == ["192.0.2.0/24", "2001:db8::/64"]
+    assert (pbx["status"], pbx["verified"], pbx["controller_trusted"]) == ("exposed", "network", False)
+    assert pbx["trusted_sources"] == []
+    assert report["trusted_sources"] == ["192.0.2.0/24", "2001:db8::/64"]
+    assert report["controller_trusted"] is True  # for at least one host
+
+
+def test_a_host_entry_controller_trusted_wins_and_addresses_outside_are_not_trusted():
+    results = {"a": dict(host("192.0.2.1", audit(False)), trusted_sources=["10.0.0.0/8"]),
+               "b": dict(host("192.0.2.2", audit(False)), trusted_sources=["10.0.0.0/8"], controller_trusted=True)}
+    opened = probe(record("192.0.2.1", state="open"), record("192.0.2.2", state="open"))
+    report = sips_report(results, probe=opened, controller_addresses=["192.0.2.99"])
+    assert one(report, "a")["status"] == "exposed" and one(report, "b")["status"] == "closed"
+
+
+def test_each_host_is_judged_on_its_own_protocols_and_families():
+    """One probe over the union of the batch's protocols and families: a host that asked for tcp on
+    ipv4 only is not judged on the udp or ipv6 records of its address."""
+    results = {"v4tcp": dict(host("192.0.2.5", audit(False)), protocols=["tcp"], families=["ipv4"]),
+               "all": host("192.0.2.6", audit(False))}
+    records = [record("192.0.2.5", "udp", "open"), record("192.0.2.5", "tcp", "open", family="ipv6",
+                                                          address="2001:db8::5"),
+               record("192.0.2.5", "tcp", "filtered"), record("192.0.2.6", "udp", "open")]
+    report = sips_report(results, probe=probe(*records))
+    assert one(report, "v4tcp")["status"] == "closed"
+    assert [(item["protocol"], item["family"]) for item in one(report, "v4tcp")["probe"]] == [("tcp", "ipv4")]
+    assert one(report, "all")["status"] == "exposed"
+
+
+def test_a_bad_trusted_source_in_an_entry_is_named():
+    with pytest.raises(AnsibleFilterError, match="'10.0.0.300/8'"):
+        sips_report({"a": dict(host("192.0.2.1", audit(False)), trusted_sources=["10.0.0.300/8"])},
+                    controller_addresses=["192.0.2.9"])
