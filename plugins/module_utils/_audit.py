@@ -28,8 +28,10 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import
     _status,
     accepts_port,
     exposure_findings,
+    family_notes,
     port_in_spec,
     read_snapshot,
+    ufw_ipv6_unmanaged,
 )
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
@@ -94,6 +96,7 @@ def run_audit(host, request):
                        and not listener.loopback_only]
             live = snapshot.live.get(family, {})
             bypasses, notes = exposure_findings(request, snapshot, live, family, protocol, nft_tables)
+            notes = family_notes(snapshot, live, family) + notes
             forwarded = any(bypass.kind == BYPASS_NAT for bypass in bypasses)
             # Reachable and something answers there: locally, or behind a DNAT/REDIRECT.
             exposed = bool(bypasses) and (bool(serving) or forwarded)
@@ -103,9 +106,10 @@ def run_audit(host, request):
             elif bypasses and not exposed:
                 notes.append("the firewall lets %s/%d in, but nothing listens on it now" % (protocol, request.port))
             firewall = verdict_for_port(live, family, protocol, request.port)
+            # UFW's rule list decides nothing for a family whose rules it does not load (IPV6=no).
             verdict = (ufw_rule_verdict(snapshot.rules[family].rules, request.port, protocol,
                                         policies.get("incoming", "?"))
-                       if family in snapshot.rules else None)
+                       if family in snapshot.rules and not ufw_ipv6_unmanaged(snapshot, live, family) else None)
             summary.append(dict(
                 family=family, protocol=protocol, listening=bool(serving), exposed=exposed,
                 firewall=firewall.action, deciding_rule=firewall.rule.raw if firewall.rule else None,

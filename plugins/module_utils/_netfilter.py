@@ -8,7 +8,8 @@
 Private to the sipguard.firewall collection: no compatibility promise outside it.
 
 Text in, data out: the callers run ``iptables-save`` / ``ip6tables-save`` (and, where present,
-``iptables-legacy-save`` and ``nft list ruleset``) and hand the output here.
+the other backend's ``iptables-legacy-save`` or ``iptables-nft-save`` and ``nft list ruleset``)
+and hand the output here.
 
 The packet the decisions are about is a NEW TCP or UDP connection from a remote host to one
 of this host's own unicast addresses. A condition that the rule set alone cannot settle for
@@ -653,20 +654,32 @@ def verdict_for_port(tables: Dict[str, Table], family: str, protocol: str, port:
 
 def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: int,
                   legacy_tables: Optional[Dict[str, Table]] = None,
-                  nft_tables: Optional[Sequence[NftTable]] = None) -> List[Bypass]:
+                  nft_tables: Optional[Sequence[NftTable]] = None,
+                  other_tables: Optional[Dict[str, Table]] = None, backend: str = 'nft',
+                  ufw_absent_reason: Optional[str] = None) -> List[Bypass]:
     """Everything that can still let a new connection reach the port past ufw's deny.
 
-    tables: the rule set ufw manages; legacy_tables: iptables-legacy's when ufw is on the nft
-    backend; nft_tables: parse_nft_ruleset() of `nft list ruleset`."""
+    tables: the rule set of the backend ufw runs on (backend, nft or legacy); other_tables:
+    the other backend's (legacy_tables is the older name for them on an nft host), a second
+    rule set the kernel applies that ufw neither shows nor manages; nft_tables:
+    parse_nft_ruleset() of `nft list ruleset`. ufw_absent_reason says why ufw has no chains
+    in tables (default: "ufw is not active")."""
     packet = _packet(family, protocol, port)
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
-    bypasses = list(_filter_bypasses(tables, packet, family, tool))
+    bypasses = list(_filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
     bypasses.extend(_nat_bypasses(tables, packet, ''))
-    if legacy_tables:
-        bypasses.extend(_legacy_bypasses(legacy_tables, packet, tool))
+    other_tables = other_tables if other_tables is not None else legacy_tables
+    if other_tables:
+        bypasses.extend(_other_backend_bypasses(other_tables, packet, tool, backend))
     if nft_tables:
         bypasses.extend(_nft_bypasses(nft_tables, family, packet))
     return bypasses
+
+
+def has_ufw_chains(tables: Optional[Dict[str, Table]], family: str) -> bool:
+    """Whether ufw's own chains for the family are loaded in this rule set."""
+    table = (tables or {}).get('filter')
+    return table is not None and ('ufw-user-input' if family == 'ipv4' else 'ufw6-user-input') in table.chains
 
 
 def _unique(outcomes: List[_Outcome]) -> Iterator[_Outcome]:
@@ -703,7 +716,8 @@ def _evidence(outcome: _Outcome) -> str:
     return text
 
 
-def _filter_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, tool: str) -> Iterator[Bypass]:
+def _filter_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, tool: str,
+                     ufw_absent_reason: str) -> Iterator[Bypass]:
     port = '%s port %d' % (packet.protocol, packet.port)
     table = tables.get('filter')
     ufw_present = table is not None and any(_is_ufw_chain(chain) for chain in table.chains)
@@ -721,7 +735,7 @@ def _filter_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, too
         elif rule is None:
             yield Bypass(BYPASS_UFW_ALLOWS, 'no rule decides %s, so the filter INPUT policy ACCEPT lets it in%s; %s'
                          % (port, evidence, 'ufw is disabled or has no deny for the port' if ufw_passed
-                            else 'ufw is not active'))
+                            else ufw_absent_reason))
         elif re.match(r'ufw6?-before-', rule.chain):
             yield Bypass(BYPASS_BEFORE_RULES, '%s accepts %s before ufw\'s user rules are consulted%s; remove it '
                          'from /etc/ufw/%s and run `ufw reload`' % (
@@ -731,10 +745,12 @@ def _filter_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, too
             yield Bypass(BYPASS_UFW_ALLOWS, 'ufw\'s own %s accepts %s%s; see `ufw status numbered`'
                          % (_where(rule), port, evidence), rule)
         else:
-            yield Bypass(BYPASS_INPUT_ACCEPT, '%s accepts %s %s ufw\'s chains%s; delete it with `%s -D %s %d` and '
+            yield Bypass(BYPASS_INPUT_ACCEPT, '%s accepts %s %s%s; delete it with `%s -D %s %d` and '
                          'from whatever restores it at boot' % (
-                             _where(rule), port, 'after' if ufw_passed else 'ahead of', evidence,
-                             tool, rule.chain, rule.index), rule)
+                             _where(rule), port,
+                             ('after' if ufw_passed else 'ahead of') + ' ufw\'s chains' if ufw_present
+                             else 'and ufw has no chains here to deny it (%s)' % ufw_absent_reason,
+                             evidence, tool, rule.chain, rule.index), rule)
 
 
 _NAT_OWNERS = (
@@ -781,16 +797,19 @@ def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, backend: str) -> It
         yield Bypass(BYPASS_NAT, '%s%s %s%s' % (backend, _where(rule), effect, '; ' + owner if owner else ''), rule)
 
 
-def _legacy_bypasses(legacy_tables: Dict[str, Table], packet: _Packet, tool: str) -> Iterator[Bypass]:
-    with_rules = sorted(name for name, table in legacy_tables.items()
+def _other_backend_bypasses(other_tables: Dict[str, Table], packet: _Packet, tool: str,
+                            backend: str) -> Iterator[Bypass]:
+    other = 'nft' if backend == 'legacy' else 'legacy'
+    with_rules = sorted(name for name, table in other_tables.items()
                         if any(chain.rules for chain in table.chains.values()))
     if not with_rules:
         return
-    count = sum(len(chain.rules) for name in with_rules for chain in legacy_tables[name].chains.values())
-    yield Bypass(BYPASS_LEGACY_RULES, '%s-legacy holds %s (tables %s) that ufw on the nft backend neither shows '
+    count = sum(len(chain.rules) for name in with_rules for chain in other_tables[name].chains.values())
+    yield Bypass(BYPASS_LEGACY_RULES, '%s-%s holds %s (tables %s) that ufw on the %s backend neither shows '
                  'nor manages; the kernel applies both rule sets, so NAT there takes traffic past ufw; review them '
-                 'with `%s-legacy-save`' % (tool, _plural(count, 'rule'), ', '.join(with_rules), tool))
-    yield from _nat_bypasses(legacy_tables, packet, '%s-legacy: ' % tool)
+                 'with `%s-%s-save`' % (tool, other, _plural(count, 'rule'), ', '.join(with_rules), backend,
+                                        tool, other))
+    yield from _nat_bypasses(other_tables, packet, '%s-%s: ' % (tool, other))
 
 
 def _nft_bypasses(nft_tables: Sequence[NftTable], family: str, packet: _Packet) -> Iterator[Bypass]:

@@ -15,6 +15,7 @@ is the only step that writes, and it puts everything back when a step fails.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
@@ -30,6 +31,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter impor
     BYPASS_UFW_ALLOWS,
     Bypass,
     find_bypasses,
+    has_ufw_chains,
     parse_chain_lines,
     parse_iptables_save,
     replace_chain_rules,
@@ -58,21 +60,33 @@ POLICY_KEYS = {"incoming": "DEFAULT_INPUT_POLICY", "outgoing": "DEFAULT_OUTPUT_P
 IPTABLES_RESTORE_WAIT = "5"
 
 
+BACKENDS = ("nft", "legacy")
+
+
 @dataclass(frozen=True)
 class FamilyFiles:
     rules_path: str
-    save: str
-    restore: str
+    command: str  # iptables or ip6tables: the alternative that decides ufw's backend
     chain_prefix: str
-    legacy_save: str
-    legacy_names: str
+    legacy_names: str  # lists the legacy tables the kernel holds; empty when there are none
+
+    @property
+    def save(self):
+        return self.command + "-save"
+
+    @property
+    def restore(self):
+        return self.command + "-restore"
+
+    def tools(self, backend=None):
+        """(save, restore) of one backend, or of the one the alternative leads to (None)."""
+        suffix = "-%s" % backend if backend else ""
+        return (self.command + suffix + "-save", self.command + suffix + "-restore")
 
 
 FAMILY_FILES = {
-    "ipv4": FamilyFiles("/etc/ufw/user.rules", "iptables-save", "iptables-restore", "ufw",
-                        "iptables-legacy-save", "/proc/net/ip_tables_names"),
-    "ipv6": FamilyFiles("/etc/ufw/user6.rules", "ip6tables-save", "ip6tables-restore", "ufw6",
-                        "ip6tables-legacy-save", "/proc/net/ip6_tables_names"),
+    "ipv4": FamilyFiles("/etc/ufw/user.rules", "iptables", "ufw", "/proc/net/ip_tables_names"),
+    "ipv6": FamilyFiles("/etc/ufw/user6.rules", "ip6tables", "ufw6", "/proc/net/ip6_tables_names"),
 }
 
 
@@ -156,16 +170,23 @@ def _normalize_source(source, families):
 
 @dataclass
 class UfwSnapshot:
-    """Everything the transaction needs, read once from the host."""
+    """Everything the transaction needs, read once from the host.
+
+    Per family: ``live`` is the rule set of the backend UFW runs on (``backends``), with
+    ``tools`` the save and restore commands that reach it; ``other`` the other backend's
+    tables when it holds any, a second rule set the kernel applies that UFW never sees.
+    """
 
     version: Optional[str]
     conf: Dict[str, str]
     defaults: Dict[str, str]
-    backend: str
+    backends: Dict[str, str]
     rules_text: Dict[str, str]
     rules: Dict[str, RulesFile]
     live: Dict[str, dict]
-    legacy: Dict[str, dict] = field(default_factory=dict)
+    other: Dict[str, dict] = field(default_factory=dict)
+    tools: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    notes: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     installed: bool = True
 
     @property
@@ -173,12 +194,24 @@ class UfwSnapshot:
         return self.conf.get("ENABLED", "no").lower() == "yes"
 
     def loaded(self, family):
-        chains = self.live.get(family, {}).get("filter")
-        return bool(chains) and "%s-user-input" % FAMILY_FILES[family].chain_prefix in chains.chains
+        return has_ufw_chains(self.live.get(family), family)
 
     @property
     def ipv6(self):
         return self.defaults.get("IPV6", "yes").lower() == "yes"
+
+    @property
+    def backend(self):
+        """nft or legacy; both, per family, in the rare case iptables and ip6tables differ."""
+        if len(set(self.backends.values())) > 1:
+            return ", ".join("%s (%s)" % (backend, family) for family, backend in sorted(self.backends.items()))
+        return next(iter(self.backends.values()), "nft")
+
+    def save_command(self, family):
+        return self.tools.get(family, FAMILY_FILES[family].tools())[0]
+
+    def restore_command(self, family):
+        return self.tools.get(family, FAMILY_FILES[family].tools())[1]
 
     def policies(self):
         return {name: POLICY_WORDS.get(self.defaults.get(key, "").upper(), self.defaults.get(key, "").lower())
@@ -210,8 +243,40 @@ def set_key_values(text, updates):
     return "\n".join(lines) + "\n"
 
 
+def command_backend(host, command):
+    """The backend the command (iptables, ip6tables) leads to, as UFW runs it; None without it.
+
+    Debian's alternatives end in xtables-nft-multi or xtables-legacy-multi (iptables-nft,
+    iptables-nft-save, ... are links to them); an iptables older than 1.8 (xtables-multi or a
+    plain binary) has only the legacy backend."""
+    path = host.find_executable(command)
+    if path is None:
+        return None
+    return "nft" if "nft" in os.path.basename(host.realpath(path)) else "legacy"
+
+
+def _read_tables(host, command):
+    return parse_iptables_save(host.run([command])) if host.find_executable(command) else {}
+
+
+def _read_other_backend(host, files, backend):
+    """(tables, problem) of the backend the alternative does not lead to; {} when it holds none."""
+    if backend == "legacy" and not (host.read_text(files.legacy_names) or "").strip():
+        return {}, None  # no legacy table exists: nothing to run
+    save = files.tools(backend)[0]
+    try:
+        return _read_tables(host, save), None
+    except HostError as exc:
+        # A kernel without nf_tables, say: what that backend may hold stays unknown, not fatal.
+        return {}, "cannot read the %s backend's tables, so rules there are not judged: %s" % (backend, exc)
+
+
 def read_snapshot(host, families, require_ufw=True):
     """Read UFW's configuration, its rule files and the running rule set of each family.
+
+    The backend is the one UFW's chains are loaded in: the one the iptables alternative
+    leads to, unless UFW's chains are only in the other one (the alternative was switched
+    after UFW started), which the family's commands then address by name.
 
     With require_ufw=False (the read-only audit) a host without UFW gives a snapshot with
     installed=False and no rules, and a host without iptables gives no live tables.
@@ -223,10 +288,8 @@ def read_snapshot(host, families, require_ufw=True):
         raise UfwPortError("UFW is not installed on this host (no ufw command or no %s)" % UFW_CONF)
     script = (host.read_text(host.realpath(ufw)) or "") if installed else ""
     version_match = UFW_SCRIPT_VERSION_RE.search(script)
-    iptables = host.find_executable("iptables")
-    backend = "legacy" if iptables and host.realpath(iptables).endswith("-legacy") else "nft"
 
-    rules_text, rules, live, legacy = {}, {}, {}, {}
+    rules_text, rules, live, other, backends, tools, notes = {}, {}, {}, {}, {}, {}, {}
     for family in families:
         files = FAMILY_FILES[family]
         text = host.read_text(files.rules_path) if installed else None
@@ -238,16 +301,28 @@ def read_snapshot(host, families, require_ufw=True):
             except UfwRulesError as exc:
                 raise UfwPortError("cannot parse %s: %s; nothing was changed" % (files.rules_path, exc))
             rules_text[family] = text
-        live[family] = parse_iptables_save(host.run([files.save])) if host.find_executable(files.save) else {}
-        # Tables of the other backend are a second rule set UFW never sees.
-        if backend == "nft" and (host.read_text(files.legacy_names) or "").strip():
-            if host.find_executable(files.legacy_save):
-                legacy[family] = parse_iptables_save(host.run([files.legacy_save]))
+        alternative = command_backend(host, files.command) or "nft"
+        backend, tables = alternative, _read_tables(host, files.save)
+        other_backend = BACKENDS[1 - BACKENDS.index(alternative)]
+        other_tables, problem = _read_other_backend(host, files, other_backend)
+        notes[family] = (problem,) if problem else ()
+        if not has_ufw_chains(tables, family) and has_ufw_chains(other_tables, family):
+            backend, tables, other_tables = other_backend, other_tables, tables
+            tools[family] = files.tools(backend)
+            notes[family] += ("UFW's chains are loaded in %s-%s, but `%s` now leads to %s-%s (the alternative was "
+                              "switched after UFW started): they are judged and changed where they are loaded; the "
+                              "next `ufw reload` or boot loads UFW into %s-%s and leaves these chains behind"
+                              % (files.command, backend, files.command, files.command, alternative,
+                                 files.command, alternative),)
+        backends[family], live[family] = backend, tables
+        if other_tables:
+            other[family] = other_tables
     return UfwSnapshot(
         version=version_match.group(1) if version_match else None,
         conf=parse_key_values(conf_text),
         defaults=parse_key_values(host.read_text(UFW_DEFAULTS)),
-        backend=backend, rules_text=rules_text, rules=rules, live=live, legacy=legacy, installed=installed)
+        backends=backends, rules_text=rules_text, rules=rules, live=live, other=other, tools=tools,
+        notes=notes, installed=installed)
 
 
 # ----------------------------------------------------------------------------------
@@ -366,13 +441,13 @@ def user_chain_drifted(snapshot, family, rules_file):
 # Applying (the only step that writes)
 # ----------------------------------------------------------------------------------
 
-def load_user_chains(host, family, text):
+def load_user_chains(host, snapshot, family, text):
     """Replace the running ufw user chains of one family with the file's, atomically.
 
     ``iptables-restore -n`` flushes each chain the file declares and refills it in one
     commit; the rest of the rule set stays. ufw itself loads user rules this way.
     """
-    host.run([FAMILY_FILES[family].restore, "-n", "-w", IPTABLES_RESTORE_WAIT], data=text)
+    host.run([snapshot.restore_command(family), "-n", "-w", IPTABLES_RESTORE_WAIT], data=text)
 
 
 def apply_active(host, snapshot, plans, reload_families):
@@ -387,7 +462,7 @@ def apply_active(host, snapshot, plans, reload_families):
             if plan.family in reload_families:
                 # iptables-restore commits a table whole or not at all: only families
                 # whose load succeeded need their old chains back.
-                load_user_chains(host, plan.family, render_rules_file(plan.after))
+                load_user_chains(host, snapshot, plan.family, render_rules_file(plan.after))
                 loaded.append(plan.family)
     except HostError as exc:
         problems = _roll_back(host, snapshot, written, loaded)
@@ -406,7 +481,7 @@ def _roll_back(host, snapshot, written, loaded):
     for family in loaded:
         if snapshot.loaded(family):
             try:
-                load_user_chains(host, family, snapshot.rules_text[family])
+                load_user_chains(host, snapshot, family, snapshot.rules_text[family])
             except HostError as exc:
                 problems.append(str(exc))
     return problems
@@ -485,20 +560,39 @@ def _is_trusted_allow(bypass, request, family):
                if ipaddress.ip_network(trusted).version == source.value.version)
 
 
+def ufw_ipv6_unmanaged(snapshot, tables, family):
+    """Why UFW has no chains in the family's loaded rules when that is IPV6=no; else None."""
+    if family != "ipv6" or not snapshot.installed or snapshot.ipv6 or has_ufw_chains(tables, family):
+        return None
+    return "UFW does not manage IPv6 on this host (IPV6=no in %s)" % UFW_DEFAULTS
+
+
+def family_notes(snapshot, tables, family):
+    """What a reader should know about the family that does not decide the verdict."""
+    notes = list(snapshot.notes.get(family, ()))
+    unmanaged = ufw_ipv6_unmanaged(snapshot, tables, family)
+    if unmanaged:
+        notes.append("%s: it loads none of the rules in %s, so IPv6 is judged from the ip6tables rules loaded "
+                     "now (with IPV6=no, UFW sets them to drop everything but loopback when it starts)"
+                     % (unmanaged, FAMILY_FILES[family].rules_path))
+    return notes
+
+
 def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=None):
     """What lets the port in on one family/protocol for a source outside the trusted ones.
 
+    Judged from the loaded rule set alone (tables, the backend UFW runs on), so a family UFW
+    does not manage (IPv6 with IPV6=no) is as closed as its ip6tables rules make it.
     Returns (bypasses, warnings): each bypass means the port is not closed (a Bypass with
     a kind and a reason a person can act on); a warning is something to look at that does
-    not open the port by itself (rules in iptables-legacy tables matter through their NAT,
-    which is a bypass of its own).
+    not open the port by itself (rules in the other backend's tables matter through their
+    NAT, which is a bypass of its own).
     """
     bypasses, warnings = [], []
-    if family == "ipv6" and snapshot.installed and not snapshot.ipv6:
-        bypasses.append(Bypass("ufw_ipv6_off", "UFW has IPv6 disabled (IPV6=no in %s), so it does not filter "
-                                               "IPv6 at all" % UFW_DEFAULTS))
-    for bypass in find_bypasses(tables, family, protocol, request.port, legacy_tables=snapshot.legacy.get(family),
-                                nft_tables=nft_tables):
+    for bypass in find_bypasses(tables, family, protocol, request.port, nft_tables=nft_tables,
+                                other_tables=snapshot.other.get(family),
+                                backend=snapshot.backends.get(family, "nft"),
+                                ufw_absent_reason=ufw_ipv6_unmanaged(snapshot, tables, family)):
         if bypass.kind == BYPASS_LEGACY_RULES:
             warnings.append(bypass.reason)
         elif not _is_trusted_allow(bypass, request, family):
@@ -507,9 +601,11 @@ def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=No
 
 
 def evaluate_exposure(request, snapshot, tables_by_family):
-    """Reasons and warnings over every requested family and protocol, prefixed with both."""
+    """Reasons and warnings over every requested family and protocol, prefixed with both
+    (a note about the whole family with the family alone)."""
     reasons, warnings = [], []
     for family in request.families:
+        warnings.extend("%s: %s" % (family, note) for note in family_notes(snapshot, tables_by_family[family], family))
         for protocol in request.protocols:
             found, noted = exposure_findings(request, snapshot, tables_by_family[family], family, protocol)
             reasons.extend("%s/%s: %s" % (family, protocol, bypass.reason) for bypass in found)
@@ -610,6 +706,7 @@ def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
         # What UFW loads at start is known only once it has started.
         return None, _ufw_facts(snapshot, False)
     apply_start(host, snapshot, plans, updates)
+    # ufw-init loads UFW where the alternatives lead.
     after = {family: parse_iptables_save(host.run([FAMILY_FILES[family].save])) for family in request.families}
     return after, _ufw_facts(snapshot, True, True)
 

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""port_audit's own decisions: UFW's first-match verdict over real rule files, and
-which listening sockets serve a family."""
+"""port_audit's own decisions: UFW's first-match verdict over real rule files, which
+listening sockets serve a family, and the whole audit on hosts captured in the states
+users meet (IPV6=no, the legacy backend; FakeHost in fakes.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ import os
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._audit import _serves, ufw_rule_verdict
+from ansible_collections.sipguard.firewall.plugins.module_utils._audit import _serves, run_audit, ufw_rule_verdict
 from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import Listener
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import PortRequest
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import parse_rules_file
+from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.fakes import (
+    FakeHost,
+    ipv6_off_host,
+    legacy_host,
+)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "ufw")
 
@@ -59,3 +66,62 @@ def listener(family, address, wildcard, dual_stack):
 ])
 def test_which_family_a_socket_serves(socket, family, serves):
     assert _serves(socket, family) is serves
+
+
+# ------------------------------------------------------------------ the audit on captured hosts
+
+def audit(host, **overrides):
+    values = dict(port=5061, protocols=["tcp", "udp"], families=["ipv4", "ipv6"], state="closed",
+                  action="deny", trusted_sources=[], conflicts="shadow", inactive="skip",
+                  comment="sipguard", lock_timeout=0)
+    values.update(overrides)
+    return run_audit(host, PortRequest.from_params(values))
+
+
+def by_family(result):
+    return {(item["family"], item["protocol"]): item for item in result["summary"]}
+
+
+def test_ipv6_off_with_ufw_drop_policy_is_exposed_on_ipv4_only():
+    # `allow 5061` with IPV6=no and a listener on [::]:5061 (IPV6_V6ONLY=0, both families).
+    result = audit(ipv6_off_host(proc="dual_stack"))
+    summary = by_family(result)
+    assert [key for key, item in summary.items() if item["exposed"]] == [("ipv4", "tcp"), ("ipv4", "udp")]
+    for protocol in ("tcp", "udp"):
+        ipv6 = summary[("ipv6", protocol)]
+        assert ipv6["listening"] is True and ipv6["firewall"] == "drop" and ipv6["reasons"] == []
+        assert ipv6["deciding_rule"] is None  # the policy DROP UFW loads for IPV6=no
+        assert ipv6["ufw_verdict"] is None  # UFW's IPv6 rule list is not loaded, so it decides nothing
+        assert ipv6["notes"][0].startswith("UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw)")
+    assert not any(reason.startswith("ipv6/") for reason in result["reasons"])
+    assert result["ufw"]["ipv6"] is False
+
+
+def test_ipv6_off_with_ufw_disabled_is_exposed_on_ipv6_saying_why():
+    host = ipv6_off_host("ipv6_off_disabled.v6.save", "ufw_disabled.v4.save", proc="dual_stack", loaded=False,
+                         conf="ENABLED=no\n")
+    summary = by_family(audit(host))
+    assert summary[("ipv6", "tcp")]["exposed"] is True
+    assert summary[("ipv6", "tcp")]["reasons"][1] == (
+        "no rule decides tcp port 5061, so the filter INPUT policy ACCEPT lets it in (path INPUT); "
+        "UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw)")
+
+
+def test_on_the_legacy_backend_the_audit_names_it_and_calls_nothing_foreign():
+    host = legacy_host(rules_dir="sipguard-prepended", proc="dual_stack")
+    result = audit(host)
+    assert result["ufw"]["backend"] == "legacy" and result["ufw"]["active"] is True
+    assert result["exposed"] is False
+    assert all(item["notes"] == [] for item in result["summary"]), result["summary"]
+
+
+def test_on_the_nft_backend_legacy_tables_beside_it_are_still_named():
+    host = FakeHost(saves=("legacy_alongside.nft.v4.save", "ufw_deny.v6.save"), proc="dual_stack",
+                    other_saves={("legacy", "ipv4"): "legacy_alongside.legacy.v4.save"},
+                    files={"/proc/net/ip_tables_names": "nat\nfilter\n"}, nft="compat_only.nft")
+    summary = by_family(audit(host))
+    assert summary[("ipv4", "tcp")]["notes"] == [
+        "iptables-legacy holds 2 rules (tables filter, nat) that ufw on the nft backend neither shows nor manages; "
+        "the kernel applies both rule sets, so NAT there takes traffic past ufw; review them with "
+        "`iptables-legacy-save`"]
+    assert summary[("ipv4", "udp")]["exposed"] is True

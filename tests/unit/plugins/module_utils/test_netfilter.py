@@ -20,6 +20,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter impor
     Criterion,
     NetfilterParseError,
     find_bypasses,
+    has_ufw_chains,
     parse_iptables_save,
     parse_nft_ruleset,
     unmanaged_nft_tables,
@@ -67,6 +68,15 @@ def rule_at(name, table, chain, index):
     ('hardening.v4.save', {'filter': (35, 75)}),
     ('legacy_alongside.nft.v4.save', {'filter': (35, 69)}),
     ('legacy_alongside.legacy.v4.save', {'filter': (3, 1), 'nat': (4, 1)}),
+    ('ipv6_off.v4.save', {'filter': (35, 68)}),
+    ('ipv6_off.v6.save', {'filter': (3, 2)}),
+    ('ipv6_off_policy_accept.v6.save', {'filter': (3, 2)}),
+    ('ipv6_off_accept_rule.v6.save', {'filter': (3, 3)}),
+    ('ipv6_off_disabled.v6.save', {'filter': (3, 2)}),
+    ('ufw_legacy_deny.nft.v4.save', {}),
+    ('switched_to_nft.v4.save', {}),
+    ('switched_to_nft.legacy.v4.save', {'filter': (35, 69)}),
+    ('nft_alongside.nft.v4.save', {'nat': (4, 1)}),
 ])
 def test_parse_counts_chains_and_rules(name, expected):
     tables = tables_of(name)
@@ -307,6 +317,8 @@ def test_bypass_reasons_say_what_to_act_on(name, protocol, legacy, phrases):
     ('ufw_legacy_deny.v4.save', None, None),
     ('ufw_legacy_deny.v6.save', None, None),
     ('hardening.v4.save', None, None),
+    # IPV6=no: UFW loads no IPv6 chain, and its INPUT DROP with only loopback accepted closes every port.
+    ('ipv6_off.v6.save', None, None),
 ])
 def test_no_bypass_on_a_clean_close(name, legacy, nft):
     for protocol in ('tcp', 'udp'):
@@ -434,3 +446,34 @@ def test_counters_from_iptables_save_c_are_ignored():
 def test_verdict_refuses_questions_it_cannot_answer(arguments):
     with pytest.raises(ValueError):
         verdict_for_port(tables_of('ufw_deny.v4.save'), *arguments)
+
+
+@pytest.mark.parametrize('name, ufw', [
+    ('ufw_deny.v4.save', True),
+    ('ufw_deny.v6.save', True),
+    ('ufw_legacy_deny.v6.save', True),
+    ('ipv6_off.v4.save', True),
+    ('ipv6_off.v6.save', False),
+    ('ufw_disabled.v4.save', False),
+    ('switched_to_nft.v4.save', False),
+    ('switched_to_nft.legacy.v4.save', True),
+])
+def test_ufw_chains_are_found_where_they_are_loaded(name, ufw):
+    assert has_ufw_chains(tables_of(name), family_of(name)) is ufw
+
+
+def test_why_ufw_has_no_chains_is_said_in_the_reason():
+    reasons = [bypass.reason for bypass in find_bypasses(
+        tables_of('ipv6_off_policy_accept.v6.save'), 'ipv6', 'udp', 5061, ufw_absent_reason='UFW skips IPv6')]
+    assert reasons == ['no rule decides udp port 5061, so the filter INPUT policy ACCEPT lets it in (path INPUT); '
+                       'UFW skips IPv6']
+
+
+def test_on_the_legacy_backend_the_nft_side_is_the_other_rule_set():
+    bypasses = find_bypasses(tables_of('ufw_legacy_deny.v4.save'), 'ipv4', 'udp', 5061,
+                             other_tables=tables_of('nft_alongside.nft.v4.save'), backend='legacy')
+    assert [located(bypass) for bypass in bypasses] == [(BYPASS_LEGACY_RULES, None), (BYPASS_NAT, 'nat PREROUTING 1')]
+    assert bypasses[0].reason.startswith('iptables-nft holds 1 rule (tables nat) that ufw on the legacy backend '
+                                         'neither shows nor manages')
+    assert bypasses[0].reason.endswith('review them with `iptables-nft-save`')
+    assert bypasses[1].reason.startswith('iptables-nft: nat PREROUTING rule 1 sends udp port 5061')

@@ -6,20 +6,18 @@
 """The ufw_port transaction: validation, planning, drift, exposure and the apply/roll-back
 sequence, on rule files and iptables-save dumps captured from real ufw 0.36 hosts.
 
-The host is replaced by FakeHost, which keeps files in a dict and emulates
+The host is replaced by FakeHost (fakes.py), which keeps files in a dict and emulates
 `iptables-restore -n` on the saved rule set, so every process the transaction would
 start is recorded and counted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
     PortRequest,
     RequestError,
@@ -38,20 +36,15 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules impor
     parse_rules_file,
     render_rules_file,
 )
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-UFW_SCRIPT = '#!/usr/bin/python3\nversion = "0.36.2"\n'
-UFW_CONF_ENABLED = "# /etc/ufw/ufw.conf\nENABLED=yes\nLOGLEVEL=low\n"
-UFW_DEFAULTS = ('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
-                'DEFAULT_FORWARD_POLICY="DROP"\nDEFAULT_APPLICATION_POLICY="SKIP"\n')
-CHAINS = {"ipv4": "ufw-user-input", "ipv6": "ufw6-user-input"}
-SAVE_COMMANDS = {"iptables-save": "ipv4", "ip6tables-save": "ipv6"}
-RESTORE_COMMANDS = {"iptables-restore": "ipv4", "ip6tables-restore": "ipv6"}
-
-
-def fixture(*parts):
-    with open(os.path.join(FIXTURES, *parts), encoding="utf-8") as handle:
-        return handle.read()
+from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.fakes import (
+    CHAINS,
+    IPV6_OFF_DEFAULTS,
+    FakeHost,
+    fixture,
+    ipv6_off_host,
+    legacy_host,
+    with_user_chain,
+)
 
 
 def params(**overrides):
@@ -64,86 +57,6 @@ def params(**overrides):
 
 def request(**overrides):
     return PortRequest.from_params(params(**overrides))
-
-
-def with_user_chain(save_text, chain, rules_text):
-    """A save dump whose user input chain holds what the rules file loads (iptables-restore -n)."""
-    lines = [line for line in rules_text.splitlines() if line.startswith("-A %s " % chain)]
-    kept = [line for line in save_text.splitlines() if not line.startswith("-A %s " % chain)]
-    filter_commit = kept.index("COMMIT", kept.index("*filter"))
-    return "\n".join(kept[:filter_commit] + lines + kept[filter_commit:]) + "\n"
-
-
-class FakeHost:
-    """Files in a dict, iptables-save/restore emulated, every process recorded."""
-
-    def __init__(self, rules_dir="allow-5061", saves=("ufw_deny.v4.save", "ufw_deny.v6.save"), loaded=True,
-                 conf=UFW_CONF_ENABLED, fail_on=None):
-        self.files = {
-            "/usr/sbin/ufw": UFW_SCRIPT,
-            "/etc/ufw/ufw.conf": conf,
-            "/etc/default/ufw": UFW_DEFAULTS,
-            "/etc/ufw/user.rules": fixture("ufw", rules_dir, "user.rules"),
-            "/etc/ufw/user6.rules": fixture("ufw", rules_dir, "user6.rules"),
-            "/lib/ufw/ufw-init": "#!/bin/sh\n",
-        }
-        self.saves = {}
-        for family, save in zip(("ipv4", "ipv6"), saves):
-            text = fixture("netfilter", save)
-            self.saves[family] = (with_user_chain(text, CHAINS[family], self.files[self.rules_path(family)])
-                                  if loaded else text)
-        self.processes = []
-        self.fail_on = fail_on
-        self.lock_taken = False
-
-    @staticmethod
-    def rules_path(family):
-        return "/etc/ufw/user.rules" if family == "ipv4" else "/etc/ufw/user6.rules"
-
-    def find_executable(self, name):
-        return "/usr/sbin/" + name
-
-    def read_text(self, path):
-        return self.files.get(path)
-
-    @staticmethod
-    def realpath(path):
-        return path
-
-    def write_atomic(self, path, text):
-        self.files[path] = text
-
-    @staticmethod
-    def listdir(path):
-        return []
-
-    @staticmethod
-    def readlink(path):
-        return None
-
-    @contextlib.contextmanager
-    def ufw_lock(self, timeout):
-        self.lock_taken = True
-        yield
-
-    def run(self, argv, data=None):
-        self.processes.append(argv)
-        name = os.path.basename(argv[0])
-        if self.fail_on == name:
-            raise HostError("%s failed (exit 1): simulated failure" % name)
-        if name in SAVE_COMMANDS:
-            return self.saves[SAVE_COMMANDS[name]]
-        if name in RESTORE_COMMANDS:
-            assert argv[1:] == ["-n", "-w", "5"]
-            family = RESTORE_COMMANDS[name]
-            self.saves[family] = with_user_chain(self.saves[family], CHAINS[family], data)
-            return ""
-        if name == "ufw-init":
-            return ""
-        raise AssertionError("unexpected command %r" % argv)
-
-    def live_chain(self, family):
-        return [line for line in self.saves[family].splitlines() if line.startswith("-A %s " % CHAINS[family])]
 
 
 # ------------------------------------------------------------------ validation
@@ -504,3 +417,113 @@ def test_loaded_but_not_enabled_is_enabled_for_a_close_and_left_alone_for_a_rest
     result = run_ufw_port(restoring, request(state="absent"), check_mode=False, want_diff=False)
     assert restoring.files["/etc/ufw/ufw.conf"] == "ENABLED=no\n"
     assert result["actions"] == [] and result["ufw"]["enabled"] is False and result["ufw"]["active"] is False
+
+
+# ------------------------------------------------------------------ IPV6=no: judged from the loaded rules
+
+def test_ipv6_off_is_closed_by_the_drop_policy_ufw_loads_for_it():
+    host = ipv6_off_host()
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["effective"] is True and result["reasons"] == []
+    # Before the close only IPv4 was open (`allow 5061`); IPv6 was already dropped.
+    assert result["before"]["effective"] is False
+    assert {reason.split(":")[0] for reason in result["before"]["reasons"]} == {"ipv4/tcp", "ipv4/udp"}
+    assert result["warnings"] == [
+        "ipv6: UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw): it loads none of the rules in "
+        "/etc/ufw/user6.rules, so IPv6 is judged from the ip6tables rules loaded now (with IPV6=no, UFW sets them "
+        "to drop everything but loopback when it starts)"]
+    assert result["ufw"]["ipv6"] is False
+    # UFW loads no IPv6 chain: the IPv6 rules only go into user6.rules, for the day IPV6=yes.
+    assert [os.path.basename(argv[0]) for argv in host.processes] == [
+        "iptables-save", "ip6tables-save", "iptables-restore"]
+    assert "### tuple ### deny tcp 5061 ::/0 any ::/0 in" in host.files["/etc/ufw/user6.rules"]
+    again = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert again["changed"] is False and again["effective"] is True
+
+
+@pytest.mark.parametrize("v6_save, protocols, phrases", [
+    # Someone opened the policy after UFW started: nothing of UFW's is there to deny.
+    ("ipv6_off_policy_accept.v6.save", ("tcp", "udp"), [
+        "no rule decides {protocol} port 5061, so the filter INPUT policy ACCEPT lets it in (path INPUT); "
+        "UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw)"]),
+    ("ipv6_off_accept_rule.v6.save", ("tcp",), [
+        "filter INPUT rule 1 accepts tcp port 5061 and ufw has no chains here to deny it (UFW does not manage "
+        "IPv6 on this host (IPV6=no in /etc/default/ufw))", "`ip6tables -D INPUT 1`"]),
+])
+def test_ipv6_off_is_exposed_only_where_the_loaded_rules_let_the_port_in(v6_save, protocols, phrases):
+    result = run_ufw_port(ipv6_off_host(v6_save), request(), check_mode=True, want_diff=False)
+    assert result["effective"] is False
+    assert {reason.split(": ")[0] for reason in result["reasons"]} == {"ipv6/%s" % p for p in protocols}
+    for protocol in protocols:
+        reasons = " | ".join(r for r in result["reasons"] if r.startswith("ipv6/%s:" % protocol))
+        for phrase in phrases:
+            assert phrase.format(protocol=protocol) in reasons, reasons
+
+
+def test_ipv6_off_on_a_host_whose_ufw_manages_ipv6_still_follows_the_chains():
+    # IPV6=no written after UFW started with IPV6=yes: its IPv6 chains are loaded until a reload.
+    host = FakeHost(defaults=IPV6_OFF_DEFAULTS)
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["effective"] is True and result["warnings"] == []
+    assert host.live_chain("ipv6")[:2] == ["-A ufw6-user-input -p tcp --dport 5061 -j DROP",
+                                           "-A ufw6-user-input -p udp --dport 5061 -j DROP"]
+
+
+# ------------------------------------------------------------------ the backend UFW runs on
+
+def test_on_the_legacy_backend_ufw_own_rules_are_not_foreign():
+    host = legacy_host()
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["ufw"]["backend"] == "legacy"
+    assert result["effective"] is True and result["warnings"] == []
+    # The other backend (nft) is read once per family to find rules UFW does not see there.
+    assert [os.path.basename(argv[0]) for argv in host.processes] == [
+        "iptables-save", "iptables-nft-save", "ip6tables-save", "ip6tables-nft-save",
+        "iptables-restore", "ip6tables-restore"]
+    assert host.live_chain("ipv4")[0] == "-A ufw-user-input -p tcp --dport 5061 -j DROP"
+
+
+def test_on_the_legacy_backend_nat_made_with_iptables_nft_goes_past_ufw():
+    host = legacy_host(other_saves={("nft", "ipv4"): "nft_alongside.nft.v4.save"})
+    result = run_ufw_port(host, request(), check_mode=True, want_diff=False)
+    assert result["effective"] is False
+    assert result["reasons"] == ["ipv4/udp: iptables-nft: nat PREROUTING rule 1 sends udp port 5061 on to "
+                                 "192.0.2.10:5061 `-A PREROUTING -p udp -m udp --dport 5061 -j DNAT --to-destination "
+                                 "192.0.2.10:5061` (path PREROUTING); that traffic is forwarded through FORWARD, not "
+                                 "INPUT, so ufw's deny does not apply"]
+    assert "ipv4/tcp: iptables-nft holds 1 rule (tables nat) that ufw on the legacy backend neither shows nor " \
+           "manages" in result["warnings"][0]
+
+
+def test_chains_left_in_legacy_after_the_alternative_was_switched_are_changed_where_they_are():
+    host = FakeHost(saves=("switched_to_nft.v4.save", "ufw_deny.v6.save"), realpath="switched_to_nft.realpath",
+                    other_saves={("legacy", "ipv4"): "switched_to_nft.legacy.v4.save"},
+                    files={"/proc/net/ip_tables_names": fixture("netfilter", "ufw_legacy_deny.ip_tables_names")})
+    result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert result["effective"] is True, result["reasons"]
+    assert result["ufw"]["backend"] == "legacy (ipv4), nft (ipv6)"
+    assert [os.path.basename(argv[0]) for argv in host.processes if "restore" in argv[0]] == [
+        "iptables-legacy-restore", "ip6tables-restore"]
+    assert "-A ufw-user-input -p tcp --dport 5061 -j DROP" in host.tables["legacy"]["ipv4"]
+    assert host.tables["nft"]["ipv4"] == ""
+    assert result["warnings"][0].startswith(
+        "ipv4: UFW's chains are loaded in iptables-legacy, but `iptables` now leads to iptables-nft")
+
+
+@pytest.mark.parametrize("realpath, backend", [
+    ("ufw_deny.realpath", "nft"),
+    ("ufw_legacy_deny.realpath", "legacy"),
+])
+def test_the_backend_is_where_the_alternative_leads(realpath, backend):
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import command_backend
+    host = FakeHost(realpath=realpath)
+    assert command_backend(host, "iptables") == command_backend(host, "ip6tables") == backend
+
+
+def test_an_iptables_before_1_8_is_legacy_and_a_missing_one_is_none():
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import command_backend
+    host = FakeHost()
+    host.realpaths["/usr/sbin/iptables"] = "/sbin/xtables-multi"
+    assert command_backend(host, "iptables") == "legacy"
+    host.find_executable = lambda name: None
+    assert command_backend(host, "iptables") is None
