@@ -27,7 +27,9 @@ packages=python3,ufw,iptables,iproute2,procps,ca-certificates,strace
 [ "$profile" = sips ] && packages=$packages,kamailio,kamailio-tls-modules,openssl
 # The ssh profile adds an SSH server: targets managed over SSH, as in production. Its
 # entry point authorises the key mounted at /etc/sipguard/authorized_keys and runs sshd.
-[ "$profile" = ssh ] && packages=$packages,openssh-server
+# It also has sudo and an unprivileged user `ops` (sudo without a password, the same key), as
+# most fleets are managed.
+[ "$profile" = ssh ] && packages=$packages,openssh-server,sudo
 cmd='["sleep", "infinity"]'
 [ "$profile" = ssh ] && cmd='["/usr/local/sbin/sipguard-sshd"]'
 # Any change to this script (packages, steps) changes the recipe and rebuilds the image.
@@ -56,6 +58,9 @@ rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 if [ "$profile" = ssh ]; then
   # Every container gets its own host keys at start, not the ones made at build time.
   rm -f "$rootfs"/etc/ssh/ssh_host_*
+  chroot "$rootfs" useradd --create-home --shell /bin/sh ops
+  echo 'ops ALL=(ALL) NOPASSWD:ALL' > "$rootfs/etc/sudoers.d/ops"
+  chmod 440 "$rootfs/etc/sudoers.d/ops"
   cat > "$rootfs/usr/local/sbin/sipguard-sshd" <<'INIT'
 #!/bin/sh
 # Entry point of the ssh profile: authorise the public key mounted at
@@ -70,6 +75,10 @@ else
   printf '%s\n' "${SIPGUARD_AUTHORIZED_KEY:?no key: mount /etc/sipguard/authorized_keys}" > /root/.ssh/authorized_keys
 fi
 chmod 600 /root/.ssh/authorized_keys
+mkdir -p /home/ops/.ssh
+cp /root/.ssh/authorized_keys /home/ops/.ssh/authorized_keys
+chown -R ops:ops /home/ops/.ssh
+chmod 700 /home/ops/.ssh
 ssh-keygen -A > /dev/null
 exec /usr/sbin/sshd -D -e
 INIT
