@@ -59,11 +59,11 @@ PHASES = [  # (label, start marker, end marker); markers are prefixes of ANSIBLE
 GROUPS = [  # per-batch grouping of the role's tasks (profile_tasks names), first match wins
     ("host step (ufw_port, all hosts)", ("Close or restore", "Audit the port", "Install ufw")),
     ("controller probe (port_probe, once)", ("Probe every host", "Learn the controller")),
-    ("report (host records, build, write JSON+HTML+previous, summary, set_stats, alert)",
-     ("Build the fleet report", "Write the report", "Summary", "Hand the results", "Alert on exposure",
-      "Keep the host's result")),
+    ("report (host records, merge into the run's report, JSON+HTML, summary, set_stats, alert)",
+     ("Write the run's report", "Summary", "Hand the results", "Alert on exposure", "Keep the host's result")),
     ("verdict (fail what is still exposed)", ("Fail the host",)),
-    ("validation (argument spec, netaddr, checks)", ("Validating arguments", "Check the values")),
+    ("validation (argument spec, netaddr, run-wide checks)",
+     ("Validating arguments", "Check the values", "Keep the values", "Check the run", "Check with the sips role")),
 ]
 
 
