@@ -56,7 +56,7 @@ def disagreements(settings, earlier=None):
                                 "%s on %s" % (_shown(json.loads(key)), _hosts(hosts))
                                 for key, hosts in sorted(groups.items(), key=lambda item: sorted(item[1])))))
         elif groups and name in earlier:
-            (key, hosts), = groups.items()
+            key, hosts = next(iter(groups.items()))
             if json.loads(key) != earlier[name]:
                 problems.append("%s is %s on %s but was %s in the earlier batches of this run - it must be one value "
                                 "for the whole run" % (name, _shown(json.loads(key)), _hosts(hosts),

@@ -82,7 +82,7 @@ def write_report_files(directory, report, html, check_mode=False):
 def html_renderer(template_path):
     """A function report -> HTML page, from the role's Jinja2 template (variable ``report``), as
     the template module renders it (trim_blocks, strict undefined)."""
-    import jinja2  # pylint: disable=import-outside-toplevel  (ansible-core's own dependency)
+    import jinja2  # pylint: disable=import-outside-toplevel
 
     try:
         with open(template_path, encoding="utf-8") as stream:

@@ -292,7 +292,6 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report
-from ansible_collections.sipguard.firewall.plugins.plugin_utils._report import MODES  # noqa: F401 (documented choices)
 
 
 def sips_report(host_results, probe=None, previous=None, mode="audit", port=5061, generated=None,
@@ -305,6 +304,9 @@ def sips_report(host_results, probe=None, previous=None, mode="audit", port=5061
                                    controller_addresses=controller_addresses)
     except _report.ReportError as exc:
         raise AnsibleFilterError(str(exc))
+
+
+MODES = _report.MODES  # the documented choices of the mode option
 
 
 class FilterModule:

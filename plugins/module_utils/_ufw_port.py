@@ -29,7 +29,6 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._listeners impor
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
     BYPASS_UFW_ALLOWS,
-    Bypass,
     find_bypasses,
     has_ufw_chains,
     parse_chain_lines,

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from ansible.module_utils.parsing.convert_bool import boolean
 
 
-
 class ReportError(ValueError):
     """Input the report cannot be built from; the message names the value."""
 
