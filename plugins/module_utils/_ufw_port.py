@@ -566,14 +566,15 @@ def ufw_ipv6_unmanaged(snapshot, tables, family):
     return "UFW does not manage IPv6 on this host (IPV6=no in %s)" % UFW_DEFAULTS
 
 
-def family_notes(snapshot, tables, family):
+def family_notes(snapshot, tables, family, closing=False):
     """What a reader should know about the family that does not decide the verdict."""
     notes = list(snapshot.notes.get(family, ()))
     unmanaged = ufw_ipv6_unmanaged(snapshot, tables, family)
     if unmanaged:
-        notes.append("%s: it loads none of the rules in %s, so IPv6 is judged from the ip6tables rules loaded "
-                     "now (with IPV6=no, UFW sets them to drop everything but loopback when it starts)"
-                     % (unmanaged, FAMILY_FILES[family].rules_path))
+        notes.append("%s: it loads no IPv6 rule (and drops any from %s when it next writes its rules), so IPv6 is "
+                     "judged from the ip6tables rules loaded now (with IPV6=no, UFW sets them to drop everything "
+                     "but loopback when it starts)%s"
+                     % (unmanaged, FAMILY_FILES[family].rules_path, "; no IPv6 rule was written" if closing else ""))
     return notes
 
 
@@ -604,7 +605,8 @@ def evaluate_exposure(request, snapshot, tables_by_family):
     (a note about the whole family with the family alone)."""
     reasons, warnings = [], []
     for family in request.families:
-        warnings.extend("%s: %s" % (family, note) for note in family_notes(snapshot, tables_by_family[family], family))
+        warnings.extend("%s: %s" % (family, note)
+                        for note in family_notes(snapshot, tables_by_family[family], family, closing=True))
         for protocol in request.protocols:
             found, noted = exposure_findings(request, snapshot, tables_by_family[family], family, protocol)
             reasons.extend("%s/%s: %s" % (family, protocol, bypass.reason) for bypass in found)
@@ -656,7 +658,7 @@ def _describe_before(host, snapshot, request, result):
 
 def _change_running_ufw(host, snapshot, plans, request, result, check_mode):
     """UFW is loaded: write the files, reload changed or drifted chains. Returns (tables after, ufw facts)."""
-    # A family UFW does not load (IPv6 with IPV6=no) only gets its file written.
+    # A family UFW does not load (IPv6 with IPV6=no) has nothing to reload.
     loaded = [plan for plan in plans if snapshot.loaded(plan.family)]
     drift = [plan.family for plan in loaded if user_chain_drifted(snapshot, plan.family, plan.before)]
     reload_families = [plan.family for plan in loaded if plan.files_change or plan.family in drift]
@@ -710,11 +712,19 @@ def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
     return after, _ufw_facts(snapshot, True, True)
 
 
+def plan_for(snapshot, request, family):
+    """The family's plan; none for IPv6 that UFW does not manage (IPV6=no): UFW loads no rule
+    of user6.rules then, and rewrites the file without them at its next save."""
+    if request.state == "closed" and ufw_ipv6_unmanaged(snapshot, snapshot.live.get(family), family):
+        return FamilyPlan(family, snapshot.rules[family], snapshot.rules[family])
+    return plan_family(snapshot.rules[family], request, family)
+
+
 def run_ufw_port(host, request, check_mode, want_diff):
     """Close (or restore) the port; return the module result. Raises UfwPortError."""
     with host.ufw_lock(request.lock_timeout):
         snapshot = read_snapshot(host, request.families)
-        plans = [plan_family(snapshot.rules[family], request, family) for family in request.families]
+        plans = [plan_for(snapshot, request, family) for family in request.families]
         result = dict(changed=False, effective=None, reasons=[], drift=[], actions=[], warnings=[],
                       rules_added=[_status(rule) for plan in plans for rule in plan.added],
                       rules_removed=[_status(rule) for plan in plans for rule in plan.removed],

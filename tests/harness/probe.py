@@ -40,6 +40,8 @@ def probe_udp(address, port, timeout):
             return "closed"
         except (socket.timeout, TimeoutError):
             return "open|filtered"
+        except OSError as exc:  # an earlier attempt's EHOSTUNREACH, reported on this socket
+            return "unreachable: %s" % exc.strerror
     return "open"
 
 

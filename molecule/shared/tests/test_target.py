@@ -13,6 +13,11 @@ variables the shared playbooks use:
 - sipguard_test_open_after: [[port, protocol], ...] still reachable from the host.
 - sipguard_test_action: deny (silence: filtered) or reject (refused: closed).
 - sipguard_test_backend: nft or legacy, the iptables backend the rules must live in.
+- sipguard_test_ufw_ipv6: "no" for IPV6=no in /etc/default/ufw: UFW loads no IPv6 chain and
+  drops all IPv6 (ip6tables INPUT DROP, loopback only), so the other ports answer on IPv4
+  only and are filtered on IPv6.
+- sipguard_test_report_closed: the role's report must call the host closed, with the
+  backend UFW uses and none of UFW's own rules called foreign; port_audit agrees.
 - sipguard_test_trusted_client: the client host that must still reach the closed
   port, with sipguard_test_trusted_cases the cases it probes.
 - sipguard_test_expect_failure: a text the host's failure in the role must contain
@@ -36,10 +41,14 @@ import testinfra
 
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 PROBE = os.path.join(PROJECT, "tests", "harness", "probe.py")
+NO_ROUTE = "unreachable: No route to host"
 EXPECT_STATES = {
     "open": {"tcp": ("open",), "udp": ("open",)},
     "filtered": {"tcp": ("filtered",), "udp": ("open|filtered",)},
     "closed": {"tcp": ("closed",), "udp": ("closed",)},
+    # Every packet to the target dropped, its neighbour advertisements too (UFW's IPV6=no drops
+    # IPv6 output as well): the host's own kernel then answers "No route to host".
+    "dropped": {"tcp": ("filtered", NO_ROUTE), "udp": ("open|filtered", NO_ROUTE)},
 }
 DEFAULT_CLOSED = [[5061, "tcp"], [5061, "udp"]]
 DEFAULT_OPEN = [[5060, "tcp"], [8080, "tcp"]]
@@ -97,6 +106,10 @@ def _is_ipv6(status_line):
     return "(v6)" in status_line or bool(source and ":" in source.group(1))
 
 
+def _ipv6_off(variables):
+    return str(variables.get("sipguard_test_ufw_ipv6", "yes")).lower() == "no"
+
+
 def _closed_expectation(variables):
     return "closed" if variables.get("sipguard_test_action", "deny") == "reject" else "filtered"
 
@@ -106,13 +119,26 @@ def test_closed_port_is_unreachable_from_outside(host):
     if variables.get("sipguard_test_expect_failure"):
         pytest.skip("the role must have refused to call this host closed")
     cases = variables.get("sipguard_test_closed_after", DEFAULT_CLOSED)
-    assert _wrong_states(_addresses(host), cases, _closed_expectation(variables)) == []
+    addresses = _addresses(host)
+    if _ipv6_off(variables):
+        ipv6 = [address for address in addresses if ":" in address]
+        assert _wrong_states([a for a in addresses if a not in ipv6], cases, _closed_expectation(variables)) + \
+            _wrong_states(ipv6, cases, "dropped") == []
+    else:
+        assert _wrong_states(addresses, cases, _closed_expectation(variables)) == []
 
 
 def test_every_other_port_is_still_reachable(host):
     variables, host = _target(host)
     cases = variables.get("sipguard_test_open_after", DEFAULT_OPEN)
-    assert _wrong_states(_addresses(host), cases, "open") == []
+    addresses = _addresses(host)
+    if _ipv6_off(variables):
+        # UFW's IPV6=no drops every IPv6 connection, before the close as after it.
+        ipv6 = [address for address in addresses if ":" in address]
+        assert _wrong_states([a for a in addresses if a not in ipv6], cases, "open") + \
+            _wrong_states(ipv6, cases, "dropped") == []
+    else:
+        assert _wrong_states(addresses, cases, "open") == []
 
 
 def test_ufw_is_active_with_the_collection_rules_first(host):
@@ -121,8 +147,9 @@ def test_ufw_is_active_with_the_collection_rules_first(host):
     assert "Status: active" in status
     numbered = re.findall(r"^\[ *\d+\] (.*)$", status, re.MULTILINE)
     # UFW lists the IPv4 rules, then the IPv6 ones: in each family the collection's
-    # rules (its deny or reject, and an allow per trusted source) come first.
-    for family in (False, True):
+    # rules (its deny or reject, and an allow per trusted source) come first. With IPV6=no
+    # it lists no IPv6 rule at all.
+    for family in (False,) if _ipv6_off(variables) else (False, True):
         rules = [line.rstrip() for line in numbered if _is_ipv6(line) == family]
         ours = [line.endswith("# sipguard") for line in rules]
         assert any(ours) and ours == sorted(ours, reverse=True), \
@@ -132,13 +159,15 @@ def test_ufw_is_active_with_the_collection_rules_first(host):
 
 
 def test_rules_are_in_the_files_ufw_loads_at_boot(host):
-    _variables, host = _target(host)
+    variables, host = _target(host)
     for path, anywhere in (("/etc/ufw/user.rules", "0.0.0.0/0"), ("/etc/ufw/user6.rules", "::/0")):
         content = host.file(path).content_string
+        # With IPV6=no UFW loads no IPv6 rule and rewrites user6.rules without any: none is written.
+        expected = 0 if path.endswith("user6.rules") and _ipv6_off(variables) else 1
         for protocol in ("tcp", "udp"):
             tuple_line = "### tuple ### deny %s 5061 %s any %s in comment=7369706775617264" % (
                 protocol, anywhere, anywhere)
-            assert content.count(tuple_line) == 1, "%s: %r not there exactly once" % (path, tuple_line)
+            assert content.count(tuple_line) == expected, "%s: %r not there %d times" % (path, tuple_line, expected)
 
 
 def test_rules_are_live_in_the_selected_iptables_backend(host):
@@ -148,6 +177,12 @@ def test_rules_are_live_in_the_selected_iptables_backend(host):
     assert host.check_output("readlink -f /usr/sbin/iptables").endswith("xtables-%s-multi" % backend)
     for tool, chain in (("iptables", "ufw-user-input"), ("ip6tables", "ufw6-user-input")):
         rules = host.check_output("%s-%s-save" % (tool, backend))
+        if tool == "ip6tables" and _ipv6_off(variables):
+            # IPV6=no: no chain of UFW's, only its drop-all-but-loopback policy.
+            assert chain not in rules and chain not in host.run("%s-%s-save" % (tool, other)).stdout
+            assert re.search(r"^:INPUT DROP ", rules, re.MULTILINE), rules
+            assert re.findall(r"^-A INPUT .*", rules, re.MULTILINE) == ["-A INPUT -i lo -j ACCEPT"], rules
+            continue
         for protocol in ("tcp", "udp"):
             pattern = r"^-A %s -p %s (-m %s )?--dport 5061 -j DROP$" % (chain, protocol, protocol)
             assert len(re.findall(pattern, rules, re.MULTILINE)) == 1, rules
@@ -185,6 +220,38 @@ def _report():
     reports = [r for r in reports if r.get("schema") == "sipguard.firewall/report/v1"]
     assert reports, "no report written by the role"
     return max(reports, key=lambda r: r["generated"])
+
+
+FOREIGN = "neither shows nor manages"
+
+
+def test_the_report_and_the_audit_say_closed_on_the_backend_ufw_uses(host):
+    variables, target = _target(host)
+    if not variables.get("sipguard_test_report_closed"):
+        pytest.skip("no report expected for this host")
+    backend = variables.get("sipguard_test_backend", "nft")
+    name = variables["inventory_hostname"]
+    records = [r for r in _report()["hosts"] if r["host"] == name]
+    assert len(records) == 1, records
+    record = records[0]
+    assert record["status"] == "closed" and record["exposed"] is False, record
+    assert record["ufw"]["backend"] == backend, record["ufw"]
+    assert not any(FOREIGN in text for text in record["reasons"] + record["notes"]), record
+    # What port_audit says on the host, as the audit playbook would read it (read-only).
+    audit = host.ansible("sipguard.firewall.port_audit", "", check=True)
+    assert audit["exposed"] is False, audit["reasons"]
+    assert audit["ufw"]["backend"] == backend and audit["ufw"]["active"] is True, audit["ufw"]
+    notes = [note for item in audit["summary"] for note in item["notes"]]
+    assert not any(FOREIGN in note for note in notes), notes
+    ipv6 = [item for item in audit["summary"] if item["family"] == "ipv6"]
+    assert all(item["firewall"] == "drop" and item["listening"] for item in ipv6), ipv6
+    unmanaged = [item["notes"][:1] == ["UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw): it "
+                                       "loads no IPv6 rule (and drops any from /etc/ufw/user6.rules when it next "
+                                       "writes its rules), so IPv6 is judged from the ip6tables rules loaded now "
+                                       "(with IPV6=no, UFW sets them to drop everything but loopback when it "
+                                       "starts)"] for item in ipv6]
+    assert unmanaged == [_ipv6_off(variables)] * len(ipv6), ipv6
+    assert target.file("/etc/default/ufw").contains("^IPV6=%s$" % ("no" if _ipv6_off(variables) else "yes"))
 
 
 def test_a_bypassed_host_is_never_reported_closed(host):

@@ -423,22 +423,33 @@ def test_loaded_but_not_enabled_is_enabled_for_a_close_and_left_alone_for_a_rest
 
 def test_ipv6_off_is_closed_by_the_drop_policy_ufw_loads_for_it():
     host = ipv6_off_host()
+    user6_rules = host.files["/etc/ufw/user6.rules"]
     result = run_ufw_port(host, request(), check_mode=False, want_diff=False)
     assert result["effective"] is True and result["reasons"] == []
     # Before the close only IPv4 was open (`allow 5061`); IPv6 was already dropped.
     assert result["before"]["effective"] is False
     assert {reason.split(":")[0] for reason in result["before"]["reasons"]} == {"ipv4/tcp", "ipv4/udp"}
     assert result["warnings"] == [
-        "ipv6: UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw): it loads none of the rules in "
-        "/etc/ufw/user6.rules, so IPv6 is judged from the ip6tables rules loaded now (with IPV6=no, UFW sets them "
-        "to drop everything but loopback when it starts)"]
+        "ipv6: UFW does not manage IPv6 on this host (IPV6=no in /etc/default/ufw): it loads no IPv6 rule (and drops "
+        "any from /etc/ufw/user6.rules when it next writes its rules), so IPv6 is judged from the ip6tables rules "
+        "loaded now (with IPV6=no, UFW sets them to drop everything but loopback when it starts); no IPv6 rule was "
+        "written"]
     assert result["ufw"]["ipv6"] is False
-    # UFW loads no IPv6 chain: the IPv6 rules only go into user6.rules, for the day IPV6=yes.
+    # No IPv6 rule is written (UFW would neither load it nor keep it) and no IPv6 chain loaded.
+    assert result["rules_added"] == ["5061/tcp DENY IN Anywhere # sipguard", "5061/udp DENY IN Anywhere # sipguard"]
+    assert host.files["/etc/ufw/user6.rules"] == user6_rules
     assert [os.path.basename(argv[0]) for argv in host.processes] == [
         "iptables-save", "ip6tables-save", "iptables-restore"]
-    assert "### tuple ### deny tcp 5061 ::/0 any ::/0 in" in host.files["/etc/ufw/user6.rules"]
     again = run_ufw_port(host, request(), check_mode=False, want_diff=False)
     assert again["changed"] is False and again["effective"] is True
+
+
+def test_ipv6_off_restore_still_removes_ipv6_rules_an_earlier_close_left():
+    host = ipv6_off_host()
+    host.files["/etc/ufw/user6.rules"] = fixture("ufw", "sipguard-prepended", "user6.rules")
+    result = run_ufw_port(host, request(state="absent"), check_mode=False, want_diff=False)
+    assert host.files["/etc/ufw/user6.rules"] == fixture("ufw", "sipguard-before", "user6.rules")
+    assert result["changed"] is True and len(result["rules_removed"]) == 2
 
 
 @pytest.mark.parametrize("v6_save, protocols, phrases", [
