@@ -22,7 +22,10 @@ description:
     for the port per family and protocol, with the sources and interfaces it stays open from.
   - Paths around UFW - C(INPUT) rules ahead of UFW's chains, accepts in C(before.rules), nat
     DNAT/REDIRECT of the port (Docker-published ports, Kubernetes NodePort/hostPort), nft tables
-    outside UFW (when the C(nft) command exists), iptables-legacy tables next to nftables.
+    outside UFW (when the C(nft) command exists), rules in the other iptables backend's tables
+    (iptables-legacy next to iptables-nft, or the reverse). Only rules UFW does not own are
+    called foreign - UFW's backend is the one its chains are loaded in (see
+    M(sipguard.firewall.ufw_port) for how it is found).
   - A summary per family and protocol - listening, the live firewall verdict, RV(summary[].exposed),
     and reasons a person can act on. It shares its rule parsing and verdict with
     M(sipguard.firewall.ufw_port), so the two never disagree.
@@ -58,6 +61,9 @@ notes:
   - A host is RV(exposed) on a family and protocol when the live rule set lets a new connection to
     the port in (or forwards it elsewhere) and something answers there. The firewall letting the port
     in with nothing listening is a note, not an exposure.
+  - The verdict comes from the loaded rules, not from UFW's settings - with C(IPV6=no) UFW loads no
+    IPv6 rule and sets ip6tables to drop everything but loopback, so IPv6 is not exposed unless the
+    loaded ip6tables rules let the port in; a note says that UFW does not manage IPv6.
 attributes:
   check_mode:
     support: full
@@ -118,7 +124,9 @@ summary:
       description: The live rule (as iptables-save prints it) that decided, or null for a chain policy.
       type: str
     ufw_verdict:
-      description: First match over UFW's own rule list - the action, the rule, and C(open_from) (source/interface-limited allows passed on the way).
+      description:
+        - First match over UFW's own rule list - the action, the rule, and C(open_from) (source/interface-limited allows passed on the way).
+        - Null when UFW loads no rule list for the family (IPv6 with C(IPV6=no)) or has no rule file.
       type: dict
     reasons:
       description: Why this family/protocol is exposed.
@@ -137,7 +145,10 @@ listeners:
             "loopback_only": false, "dual_stack": false, "uid": 0,
             "processes": [{"pid": 812, "name": "kamailio", "cmdline": ["/usr/sbin/kamailio", "-DD"]}]}]
 ufw:
-  description: UFW's state and its rules in order (as C(ufw status numbered) lines).
+  description:
+    - UFW's state and its rules in order (as C(ufw status numbered) lines).
+    - C(backend) is the iptables backend UFW's chains are loaded in, V(nft) or V(legacy); per family when
+      the iptables and ip6tables alternatives differ, as in "legacy (ipv4), nft (ipv6)".
   returned: always
   type: dict
   sample: {"installed": true, "version": "0.36.2", "enabled": true, "loaded": true, "active": true,

@@ -26,9 +26,16 @@ description:
     files and chains are put back.
   - After applying, it evaluates the live rule set, including what UFW does not control -
     rules in C(INPUT) ahead of UFW's chains, accepts in C(/etc/ufw/before.rules), DNAT or
-    REDIRECT of the port in the nat table (Docker, Kubernetes), iptables-legacy tables
-    alongside nftables. If the port is still reachable, the task fails with RV(effective=false)
-    and the RV(reasons); it never reports a port closed that is not.
+    REDIRECT of the port in the nat table (Docker, Kubernetes), rules in the other iptables
+    backend's tables (iptables-legacy next to iptables-nft, or the reverse). If the port is
+    still reachable, the task fails with RV(effective=false) and the RV(reasons); it never
+    reports a port closed that is not.
+  - The verdict comes from the rules that are loaded, not from UFW's settings. With C(IPV6=no)
+    in C(/etc/default/ufw), UFW loads none of its IPv6 rules and sets ip6tables to drop
+    everything but loopback, so IPv6 is closed when those loaded rules drop the port (and
+    reported reachable, with the reason, when something such as an ip6tables policy
+    C(ACCEPT) lets it in). No IPv6 rule is written then - UFW would neither load it nor keep
+    it in C(/etc/ufw/user6.rules) - and a warning says that UFW does not manage IPv6.
   - Reports C(changed) only when the rule files differ from what is wanted or the running
     chains differ from the files (drift, for example after C(iptables -F ufw-user-input)).
 author:
@@ -107,7 +114,11 @@ options:
     default: 30
 notes:
   - Supports C(ufw) 0.35 and 0.36 (Debian 11-13, Ubuntu 20.04 and later) with the iptables-nft
-    or iptables-legacy backend.
+    or iptables-legacy backend. The backend is the one UFW's chains are loaded in - where the
+    C(iptables) and C(ip6tables) alternatives lead, unless UFW's chains are only in the other
+    backend (the alternative was switched after UFW started; a warning says so), whose
+    C(iptables-legacy-*) or C(iptables-nft-*) commands are then used. On the legacy backend
+    the nft side is read with one C(iptables-nft-save) per family.
   - Counts of processes started on the host (see C(bench/)) - a no-op reads the running chains
     with one C(iptables-save) per family; a change adds one C(iptables-restore -n) per family.
 attributes:
@@ -245,7 +256,10 @@ ufw:
       description: Enabled and loaded.
       type: bool
     backend:
-      description: The iptables backend, V(nft) or V(legacy).
+      description:
+        - The iptables backend UFW's chains are loaded in, V(nft) or V(legacy).
+        - Per family in the rare case that the C(iptables) and C(ip6tables) alternatives differ,
+          as in "legacy (ipv4), nft (ipv6)".
       type: str
     ipv6:
       description: C(IPV6=yes) in C(/etc/default/ufw).
