@@ -21,25 +21,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
+import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE = "localhost/sipguard-target:" + os.environ.get("SIPGUARD_SUITE", "bookworm")
-NETWORK = "sipguard-test"
-ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "tests/harness/containers.conf"),
-           ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
-           ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
+from fleet_harness import IMAGE, NETWORK, PLAYBOOK, host_state, run  # noqa: E402
+
 HOSTS = {
     "sipguard-badinput-active": "ufw default deny incoming && ufw allow 22/tcp && ufw allow 5061 "
                                 "&& ufw --force enable",
     "sipguard-badinput-inactive": "true",
 }
-# The state of a host that matters: every UFW file and the live rule set of both families.
-STATE = ("sha256sum /etc/default/ufw $(find /etc/ufw -type f | sort); "
-         "iptables-save | grep -v '^#' | sha256sum; ip6tables-save | grep -v '^#' | sha256sum")
 
 # (what is wrong, the extra vars, the text the error must contain)
 BAD_INPUT = [
@@ -62,19 +55,6 @@ BAD_INPUT = [
     ("negative probe retries", {"sips_probe_retries": -1}, "sips_probe_retries -1"),
     ("probe concurrency of zero", {"sips_probe_concurrency": 0}, "sips_probe_concurrency 0"),
 ]
-
-
-def run(argv, check=True, timeout=120):
-    # The exit code is checked here, with the output in the message (check=False on purpose).
-    result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s"
-                             % (" ".join(argv), result.returncode, result.stdout, result.stderr))
-    return result
-
-
-def host_state(name):
-    return run(["podman", "exec", name, "sh", "-c", STATE]).stdout
 
 
 @pytest.fixture(scope="module")

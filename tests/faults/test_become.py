@@ -20,37 +20,23 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
 import sys
 import threading
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
+from fleet_harness import ENV, LISTENER, PLAYBOOK, ROOT, host_state, probe, run as run_with  # noqa: E402
+
 IMAGE = "localhost/sipguard-target:%s-ssh" % os.environ.get("SIPGUARD_SUITE", "bookworm")
 NAME = "sipguard-become-target"
 KEY = os.path.join(ROOT, "build", "ssh", "id_ed25519")
-ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "tests/harness/containers.conf"),
-           ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-           ANSIBLE_HOST_KEY_CHECKING="False")
-PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
-PROBE = os.path.join(ROOT, "tests", "harness", "probe.py")
-LISTENER = os.path.join(ROOT, "tests", "harness", "listener.py")
-STATE = ("sha256sum /etc/default/ufw $(find /etc/ufw -type f | sort); "
-         "iptables-save | grep -v '^#' | sha256sum; ip6tables-save | grep -v '^#' | sha256sum")
+SSH_ENV = dict(ENV, ANSIBLE_HOST_KEY_CHECKING="False")
+SSH_ENV.pop("ANSIBLE_PYTHON_INTERPRETER")  # set per host in the inventory: the controller's differs
 
 
-def run(argv, check=True, timeout=300):
-    result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s"
-                             % (" ".join(argv), result.returncode, result.stdout, result.stderr))
-    return result
-
-
-def probe(protocol, address, port):
-    return json.loads(run([sys.executable, PROBE, "--timeout", "1", "--retries", "1", protocol, address,
-                           str(port)]).stdout)["state"]
+def run(argv, check=True):
+    return run_with(argv, check=check, env=SSH_ENV)
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -108,7 +94,7 @@ def playbook(target, name, *args, extra=None, tmp):
 
 
 def state():
-    return run(["podman", "exec", NAME, "sh", "-c", STATE]).stdout
+    return host_state(NAME)
 
 
 def test_without_become_the_host_step_says_it_needs_root_and_changes_nothing(target, tmp_path):

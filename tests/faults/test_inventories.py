@@ -24,43 +24,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE = "localhost/sipguard-target:" + os.environ.get("SIPGUARD_SUITE", "bookworm")
-NETWORK = "sipguard-test"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
+from fleet_harness import IMAGE, LISTENER, NETWORK, PLAYBOOK, host_state, probe, run  # noqa: E402
+
 TRUSTED = ["10.89.7.0/24", "fd00:5061::/64"]  # the test network: the controller's own addresses
-ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "tests/harness/containers.conf"),
-           ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
-           ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
-PROBE = os.path.join(ROOT, "tests", "harness", "probe.py")
-LISTENER = os.path.join(ROOT, "tests", "harness", "listener.py")
 NAMES = ["sgi-%d" % number for number in range(1, 6)]
 SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw allow 5061 && ufw --force enable "
          "&& (setsid python3 /listener.py 5060 5061 > /dev/null 2>&1 &)")
-STATE = ("sha256sum /etc/default/ufw $(find /etc/ufw -type f | sort); "
-         "iptables-save | grep -v '^#' | sha256sum; ip6tables-save | grep -v '^#' | sha256sum")
-
-
-def run(argv, check=True, timeout=300):
-    result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s"
-                             % (" ".join(argv), result.returncode, result.stdout, result.stderr))
-    return result
-
-
-def probe(protocol, address, port=5061):
-    out = run([sys.executable, PROBE, "--timeout", "1", "--retries", "1", protocol, address, str(port)]).stdout
-    return json.loads(out)["state"]
 
 
 def states():
-    return {name: run(["podman", "exec", name, "sh", "-c", STATE]).stdout for name in NAMES}
+    return {name: host_state(name) for name in NAMES}
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +195,14 @@ def test_a_truncated_previous_report_is_named_and_the_run_still_reports(fleet, t
     assert "%s is not valid JSON" % (tmp_path / "sips-report.json") in output
     assert report(tmp_path)["counts"]["hosts"] == 5
     assert (tmp_path / "sips-report.invalid.json").read_text() == text[:53]
+
+
+def test_runs_named_with_sips_run_id_merge_into_one_report(fleet, tmp_path):
+    """Two ansible-playbook runs over different hosts, one sips_run_id: one run, one report."""
+    for group in ("media", "pbx"):
+        playbook(fleet, "audit", "--limit", group, extra={"sips_run_id": "site-a", "sips_report_dir": str(tmp_path)},
+                 check=True)
+    data = report(tmp_path)
+    assert sorted(by_host(data)) == ["sgi-2", "sgi-3", "sgi-4", "sgi-5"]
+    assert (data["run"]["id"], data["run"]["parts"]) == ("site-a-audit", 2)
+    assert not (tmp_path / "sips-report.previous.json").exists()

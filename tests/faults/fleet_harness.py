@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What the playbook-level tests of tests/faults share: paths, the Ansible environment, a bounded
+command runner, the state of a host that must not change, and a probe from this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGE = "localhost/sipguard-target:" + os.environ.get("SIPGUARD_SUITE", "bookworm")
+NETWORK = "sipguard-test"
+ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "tests/harness/containers.conf"),
+           ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
+           ANSIBLE_FORCE_COLOR="0", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
+PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+PROBE = os.path.join(ROOT, "tests", "harness", "probe.py")
+LISTENER = os.path.join(ROOT, "tests", "harness", "listener.py")
+# The state of a host that matters: every UFW file and the live rule set of both families.
+STATE = ("sha256sum /etc/default/ufw $(find /etc/ufw -type f | sort); "
+         "iptables-save | grep -v '^#' | sha256sum; ip6tables-save | grep -v '^#' | sha256sum")
+
+
+def run(argv, check=True, timeout=300, env=None):
+    """Run argv, bounded; with check, fail with its output when it fails."""
+    result = subprocess.run(argv, env=env or ENV, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError("%s failed (exit %d)\nstdout: %s\nstderr: %s"
+                             % (" ".join(argv), result.returncode, result.stdout, result.stderr))
+    return result
+
+
+def host_state(name):
+    return run(["podman", "exec", name, "sh", "-c", STATE]).stdout
+
+
+def probe(protocol, address, port=5061):
+    """open / closed / filtered (tcp) or open / closed / open|filtered (udp), from this machine."""
+    out = run([sys.executable, PROBE, "--timeout", "1", "--retries", "1", protocol, address, str(port)]).stdout
+    return json.loads(out)["state"]
