@@ -693,7 +693,9 @@ def _edit_files_of_stopped_ufw(host, snapshot, plans, request, result, check_mod
 def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
     """inactive=enable: refuse if starting would block other traffic, else set the policies,
     write the rules and start UFW. Returns (tables after or None in check mode, ufw facts)."""
-    blockers = [rule for plan in plans for rule in blocking_rules(plan.after, request)]
+    # With IPV6=no UFW starts without its IPv6 rules: those block nothing.
+    blockers = [rule for plan in plans for rule in blocking_rules(plan.after, request)
+                if plan.family != "ipv6" or snapshot.ipv6]
     if blockers:
         raise UfwPortError(
             "UFW is inactive and starting it would also activate rules that block other traffic: %s; "

@@ -444,6 +444,17 @@ def test_ipv6_off_is_closed_by_the_drop_policy_ufw_loads_for_it():
     assert again["changed"] is False and again["effective"] is True
 
 
+def test_ipv6_off_enabling_is_not_refused_for_ipv6_rules_ufw_will_not_load():
+    host = ipv6_off_host("no_tables.v4.save", "no_tables.v4.save", loaded=False, conf="ENABLED=no\n",
+                         files={"/etc/ufw/user6.rules": fixture("ufw", "deny-reject", "user6.rules")})
+    result = run_ufw_port(host, request(), check_mode=True, want_diff=False)
+    assert result["changed"] is True and result["actions"][-1].startswith("set ENABLED=yes")
+    with_ipv6 = FakeHost(rules_dir="enabled-empty", saves=("no_tables.v4.save", "no_tables.v4.save"), loaded=False,
+                         conf="ENABLED=no\n", files={"/etc/ufw/user6.rules": fixture("ufw", "deny-reject", "user6.rules")})
+    with pytest.raises(UfwPortError, match="would also activate rules that block other traffic"):
+        run_ufw_port(with_ipv6, request(), check_mode=True, want_diff=False)
+
+
 def test_ipv6_off_restore_still_removes_ipv6_rules_an_earlier_close_left():
     host = ipv6_off_host()
     host.files["/etc/ufw/user6.rules"] = fixture("ufw", "sipguard-prepended", "user6.rules")
