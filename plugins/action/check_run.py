@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 
-from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report_store
+from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
 ARGUMENT_SPEC = {
     "settings": {"type": "dict", "required": True},
@@ -91,17 +88,11 @@ def check_run(params, new_id=_report_store.new_run_id):
     return result
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
     """Runs on the controller; reads nothing from any host."""
 
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _requires_connection = False
+    NAME = "check_run"
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            raise AnsibleActionFail("check_run: %s" % "; ".join(validation.error_messages))
-        result.update(check_run(validation.validated_parameters))
-        return result
+    def work(self, params, task_vars):
+        return check_run(params)

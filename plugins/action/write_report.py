@@ -19,12 +19,11 @@ import json
 import os
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.ajson import AnsibleJSONEncoder
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report, _report_store
+from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
 JSON_NAME = _report_store.JSON_NAME
 HTML_NAME = _report_store.HTML_NAME
@@ -128,28 +127,20 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
     return result
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
     """Runs on the controller whatever the task's host; never reports changed (see the docs)."""
 
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _requires_connection = False
+    NAME = "write_report"
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    CONSTRAINTS = dict(mutually_exclusive=MUTUALLY_EXCLUSIVE, required_together=REQUIRED_TOGETHER,
+                       required_one_of=REQUIRED_ONE_OF)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
-                                           required_together=REQUIRED_TOGETHER,
-                                           required_one_of=REQUIRED_ONE_OF).validate(self._task.args)
-        if validation.error_messages:
-            raise AnsibleActionFail("write_report: %s" % "; ".join(validation.error_messages))
-        params = validation.validated_parameters
+    def work(self, params, task_vars):
+        check_mode = bool(self._task.check_mode)
         try:
             if params["hosts"] is not None:
-                result.update(write_run_report(params, html_renderer(params["html_template"]),
-                                               check_mode=bool(self._task.check_mode)))
-            else:
-                result.update(write_report_files(params["dir"], params["report"], params["html"],
-                                                 check_mode=bool(self._task.check_mode)))
+                return write_run_report(params, html_renderer(params["html_template"]), check_mode=check_mode)
+            return write_report_files(params["dir"], params["report"], params["html"], check_mode=check_mode)
         except _report.ReportError as exc:
             raise AnsibleActionFail("write_report: %s" % exc)
         except _report_store.StoreError as exc:
@@ -157,4 +148,3 @@ class ActionModule(ActionBase):
         except OSError as exc:
             raise AnsibleActionFail("cannot write the report: %s: %s"
                                     % (to_text(exc.filename or params["dir"]), to_text(exc.strerror or exc)))
-        return result

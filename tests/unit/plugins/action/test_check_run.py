@@ -71,3 +71,17 @@ def test_documentation_matches_the_plugin():
         assert spec.get("required", False) == action_plugin.ARGUMENT_SPEC[name].get("required", False), name
         assert spec.get("default") == action_plugin.ARGUMENT_SPEC[name].get("default"), name
     assert isinstance(yaml.safe_load(module_doc.EXAMPLES), list)
+
+
+def test_the_action_refuses_bad_arguments_naming_them():
+    from unittest.mock import MagicMock
+
+    import pytest
+    from ansible.errors import AnsibleActionFail
+
+    task = MagicMock(args={"settings": "not a dict", "report_dir": "/tmp"}, async_val=0, check_mode=False)
+    connection = MagicMock(transport="ssh")
+    connection._shell.tmpdir = None
+    action = action_plugin.ActionModule(task, connection, MagicMock(check_mode=False), None, None, None)
+    with pytest.raises(AnsibleActionFail, match="check_run: .*settings"):
+        action.run(task_vars={})
