@@ -1,10 +1,11 @@
 """Probe one port of a test container from the host and print the state as JSON.
 
-  probe.py [--timeout S] [--retries N] tcp|udp ADDRESS PORT
+  probe.py [--timeout S] [--retries N] [--source ADDRESS] tcp|udp ADDRESS PORT
 
 tcp: open (connected), closed (refused: RST or ICMP unreachable), filtered (no answer).
 udp: open (a reply came back), closed (ICMP port unreachable), open|filtered (silence).
 Every attempt is bounded by --timeout and there are at most --retries + 1 attempts.
+--source sends from one of this machine's addresses (the differential test's vantage points).
 Test-only harness code; the collection's own network probe is sipguard.firewall.port_probe.
 """
 import argparse
@@ -13,10 +14,17 @@ import socket
 import sys
 
 
-def probe_tcp(address, port, timeout):
+def _bind(sock, source):
+    """Send from source: an address, or (address, port) for a fixed source port."""
+    if source:
+        sock.bind(source if isinstance(source, tuple) else (source, 0))
+
+
+def probe_tcp(address, port, timeout, source=None):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
+        _bind(sock, source)
         try:
             sock.connect((address, port))
         except ConnectionRefusedError:
@@ -28,10 +36,11 @@ def probe_tcp(address, port, timeout):
     return "open"
 
 
-def probe_udp(address, port, timeout):
+def probe_udp(address, port, timeout, source=None):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
+        _bind(sock, source)
         sock.connect((address, port))
         try:
             sock.send(b"sipguard-probe\n")
@@ -49,6 +58,7 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--retries", type=int, default=1)
+    parser.add_argument("--source", default=None)
     parser.add_argument("protocol", choices=["tcp", "udp"])
     parser.add_argument("address")
     parser.add_argument("port", type=int)
@@ -56,7 +66,7 @@ def main(argv):
     probe = probe_tcp if args.protocol == "tcp" else probe_udp
     silent = "filtered" if args.protocol == "tcp" else "open|filtered"
     for _attempt in range(args.retries + 1):
-        state = probe(args.address, args.port, args.timeout)
+        state = probe(args.address, args.port, args.timeout, args.source)
         if state != silent:
             break
     print(json.dumps({"address": args.address, "port": args.port,
