@@ -242,10 +242,12 @@ def steps(state: State, placeholders: Dict[str, str]):
         result.append(("sh", "sed -i '/^-A %s -i lo -j ACCEPT$/a %s' %s" % (chain, line, path)))
     if state.ipv6 == "no-after-rules":
         result.append(("sh", "sed -i 's/^IPV6=.*/IPV6=no/' /etc/default/ufw"))
-    if state.activation == "active":
-        result.append(("sh", "ufw --force enable"))
-    elif state.activation == "enabled-not-loaded":
+    if state.activation in ("active", "enabled-not-loaded"):
         result.append(("sh", "sed -i 's/^ENABLED=.*/ENABLED=yes/' /etc/ufw/ufw.conf"))
+    if state.activation == "active":
+        # What `ufw --force enable` loads (the same rule sets, compared byte for byte), and what
+        # the boot runs; without ufw's Python start-up, 0.4 s of a state's 0.6 s set-up.
+        result.append(("sh", "/lib/ufw/ufw-init start"))
     for command in state.outside:
         result.append(("sh", " ".join(shlex.quote(word) for word in command)))
     return result

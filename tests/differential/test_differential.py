@@ -53,7 +53,7 @@ ENV = dict(os.environ, CONTAINERS_CONF=str(HARNESS / "containers.conf"),
            ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
            ANSIBLE_HOST_KEY_CHECKING="0")
 VENV_BIN = ROOT / ".venv" / "bin"
-PROBE_TIMEOUT = 0.6  # s per attempt: a local bridge answers in well under a millisecond
+PROBE_TIMEOUT = 0.5  # s per attempt: a local bridge answers in well under a millisecond
 PROBE_RETRIES = 1    # one more attempt for silence only
 BLANK_RULES = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
                "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"

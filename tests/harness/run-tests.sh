@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, in order: setup (installs what is missing), ansible-lint,
 # ansible-test sanity, unit tests, molecule scenarios, the audit through ansible-runner,
-# fault injection against real UFW in containers. Prints the time of each stage.
+# fault injection against real UFW in containers, random UFW states against the network
+# (differential). Prints the time of each stage.
 # Stop at the first failing stage. `run-tests.sh STAGE...` runs only those stages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -77,9 +78,12 @@ stage_molecule() {
 
 stage_awx() { pytest_counted awx tests/awx; }
 stage_faults() { pytest_counted faults tests/faults; }
+# Random UFW states (seed printed; SIPGUARD_DIFF_SEED/COUNT/ONLY repeat a run): the modules'
+# verdicts against what a prober container reaches.
+stage_differential() { pytest_counted differential tests/differential; }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx faults)
+[ ${#stages[@]} -gt 0 ] || stages=(setup lint build sanity unit molecule awx faults differential)
 timings=()
 for stage in "${stages[@]}"; do
   declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }
