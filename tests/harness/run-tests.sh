@@ -22,6 +22,7 @@ stage_setup() { tests/harness/setup.sh; }
 stage_lint() {
   ansible-lint --profile production
   antsibull-changelog lint
+  python tests/harness/role_docs.py --check  # roles/sips/README.md is generated from the argument spec
 }
 stage_build() {
   # The collection must build and install from its tarball, as users get it.
