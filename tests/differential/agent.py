@@ -13,9 +13,10 @@ one of these per container and talks JSON lines over its stdin/stdout instead:
   {"op": "probe", "probes": [[KEY, PROTOCOL, SOURCE, DESTINATION, PORT], ...], "timeout": S, "retries": N}
       -> {"results": {KEY: STATE}}   (tests/harness/probe.py, all at once, one source port each)
 
-Run as ``agent.py [FIRST_SOURCE_PORT COUNT]``: probes use source ports from that range in
-turn, so no probe reuses a recent connection's addresses and ports (the target's conntrack
-would take it for that connection). Test-only; never installed by the collection.
+Run as ``agent.py [FIRST_SOURCE_PORT COUNT]``: each source address takes the ports of that
+range in turn, so no probe reuses a recent connection's addresses and ports (the target's
+conntrack would take it for that connection: a UDP "reply" entry lets the next datagram in
+after the port was closed). Test-only; never installed by the collection.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ def run_shell(request):
 
 class Prober:
     def __init__(self, first_port, count):
-        self._ports = itertools.cycle(range(first_port, first_port + count))
+        self._range = range(first_port, first_port + count)
+        self._ports = {}  # source address -> its own turn through the range
         self._lock = threading.Lock()
 
-    def _next_port(self):
+    def _next_port(self, source):
         with self._lock:
-            return next(self._ports)
+            if source not in self._ports:
+                self._ports[source] = itertools.cycle(self._range)
+            return next(self._ports[source])
 
     def one(self, protocol, source, destination, port, timeout, retries):
         attempt = probe.probe_tcp if protocol == "tcp" else probe.probe_udp
@@ -54,7 +58,7 @@ class Prober:
         state = silent
         for _attempt in range(retries + 1):
             try:
-                state = attempt(destination, port, timeout, source=(source, self._next_port()))
+                state = attempt(destination, port, timeout, source=(source, self._next_port(source)))
             except OSError as exc:  # the source port is still taken: try the next one
                 state = "error: %s" % exc
                 continue

@@ -58,7 +58,13 @@ PROBE_RETRIES = 1    # one more attempt for silence only
 BLANK_RULES = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
                "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
                ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n")
-CLEAR_RECENT = "[ ! -e /proc/net/xt_recent/DEFAULT ] || echo / > /proc/net/xt_recent/DEFAULT"
+LISTENER_LOG = "/run/sgdiff-listener.log"
+# Before each probe phase: UFW's limit list forgets the last phase's probes, the listener's
+# log starts empty.
+BEFORE_PROBES = "[ ! -e /proc/net/xt_recent/DEFAULT ] || echo / > /proc/net/xt_recent/DEFAULT; : > " + LISTENER_LOG
+READ_LOG = "cat %s; : > %s" % (LISTENER_LOG, LISTENER_LOG)
+# Source ports of the prober: each worker its own range, the topology check another.
+PORTS_FIRST, PORTS_LAST = 20000, 60000
 # Back to the image's UFW: nothing loaded (empty tables, policies ACCEPT), the packaged files.
 RESET = """set -e
 iptables-restore < {opt}/blank.rules
@@ -189,7 +195,9 @@ class Rig:
             shutil.rmtree(files, ignore_errors=True)
         macs = {}
         for slot, name in enumerate(self.targets):
-            podman("exec", "-d", name, "python3", OPT + "/listener.py", *map(str, topology.LISTEN_PORTS))
+            podman("exec", "-d", name, "python3", OPT + "/listener.py", "--log", LISTENER_LOG,
+                   *map(str, topology.LISTEN_PORTS))
+            podman("exec", name, "sh", "-c", topology.target_setup_script())
             podman("exec", name, "sh", "-c", "mkdir -p /root/pristine && cp -a /etc/ufw /root/pristine/ufw "
                    "&& cp /etc/default/ufw /root/pristine/default-ufw")
             macs[slot] = {interface: podman("exec", name, "cat", "/sys/class/net/%s/address" % interface).stdout.strip()
@@ -248,7 +256,7 @@ def apply_script(state, placeholders):
                          % (OPT, "\n".join(json.dumps(argv) for argv in body)))
         else:
             lines.append("{ %s\n} >&2" % body)
-    lines.append(CLEAR_RECENT)
+    lines.append(BEFORE_PROBES)
     lines.append("cat /run/sgdiff-ufw.json 2>/dev/null || echo '[]'; rm -f /run/sgdiff-ufw.json")
     return "\n".join(lines) + "\n"
 
@@ -258,7 +266,7 @@ def module_script(kind, args, template):
     return ("set -e\ncat > {opt}/{kind}/debug_dir/args <<'EOF'\n{args}\nEOF\n"
             "cd {opt}/{kind} && python3 AnsiballZ_{module}.py execute || true\n{clear}\n").format(
         opt=OPT, kind=kind, module=MODULES[kind], args=json.dumps({"ANSIBLE_MODULE_ARGS": payload}),
-        clear=CLEAR_RECENT)
+        clear=BEFORE_PROBES)
 
 
 def probe_request(slot, plan):
@@ -268,12 +276,19 @@ def probe_request(slot, plan):
                        for probe in plan]}
 
 
+def port_range(slot, workers):
+    """Source ports for one worker (slot), or for the topology check (slot None): disjoint."""
+    size = (PORTS_LAST - PORTS_FIRST) // (workers + 1)
+    return PORTS_FIRST + (workers if slot is None else slot) * size, size
+
+
 class Worker:
-    def __init__(self, rig, slot):
+    def __init__(self, rig, slot, ports=None):
         self.rig, self.slot = rig, slot
         self.target = Agent(rig.targets[slot])
-        # Disjoint source-port ranges: two workers never bind the same prober address and port.
-        self.prober = Agent(PROBER, 20000 + slot * 9000, 9000)
+        # Disjoint source-port ranges: two workers never bind the same prober address and port,
+        # and no probe of the run reuses another's addresses and ports.
+        self.prober = Agent(PROBER, *(ports or port_range(slot, rig.workers)))
         self.placeholders = topology.target_placeholders(slot)
         self.plan = oracle.plan_probes()
         self.seconds = Counter()
@@ -286,7 +301,16 @@ class Worker:
             self.seconds[phase] += time.monotonic() - started
 
     def probe(self):
-        return self.prober.call(probe_request(self.slot, self.plan), 60)["results"]
+        results = self.prober.call(probe_request(self.slot, self.plan), 60)["results"]
+        # A datagram the listener got counts even when no echo came back (the host's output
+        # dropped, or the echo came late): the server received it.
+        received = set(tuple(line.split()) for line in self.target.sh(READ_LOG)["stdout"].splitlines())
+        for probe in self.plan:
+            if probe.protocol == "udp" and results[probe.key] != "open" and (
+                    "udp", probe.vantage.address,
+                    topology.target_address(self.slot, probe.destination, probe.family), str(probe.port)) in received:
+                results[probe.key] = oracle.DELIVERED
+        return results
 
     def module(self, kind, args):
         output = self.target.sh(module_script(kind, args, self.rig.args_template[kind]), timeout=120)
@@ -400,7 +424,7 @@ def expected_topology(probe):
 
 def test_topology_is_what_the_oracle_assumes(rig):
     """Before trusting the network as the oracle: sources arrive unchanged, on the expected interface."""
-    worker = Worker(rig, 0)
+    worker = Worker(rig, 0, port_range(None, rig.workers))
     try:
         state = grammar.State(seed=0, index=-1, ipv6="yes", default_incoming="deny", app_ports=None, ufw=(
             ("allow", "in", "on", "eth1", "to", "any", "port", "5061", "proto", "tcp"),

@@ -160,6 +160,31 @@ def test_other_ports_must_not_change():
     assert all("/22/" in item.where for item in found)
 
 
+def test_a_datagram_the_listener_got_counts_as_reached():
+    """With IPV6=no UFW drops all IPv6 output: no echo, but the server got the datagram."""
+    before = {key: oracle.DELIVERED if value == "open" else value
+              for key, value in network(lambda probe: probe.protocol == "udp" and probe.port == topology.PORT).items()}
+    found, _made = oracle.judge(state(), audit(firewall="uncertain"), before, close(), NOTHING)
+    assert checks(found) == [("audit exposed", "ipv4/udp"), ("audit exposed", "ipv6/udp")]
+
+
+def test_closed_and_filtered_are_the_same_to_other_ports():
+    """ICMP errors are rate-limited: a REJECT may answer one probe and not the next."""
+    rejected = {key: "closed" for key in NOTHING}
+    found, _made = oracle.judge(state(), audit(firewall="uncertain"), rejected, close(), NOTHING)
+    assert found == []
+
+
+def test_outsiders_are_never_trusted():
+    """Trusting both networks leaves the outsiders: exposure to the rest of the world shows."""
+    both = list(topology.NAMED_NETWORKS["both-lans"].values())
+    found, _made = oracle.judge(state(both), audit(exposed=ALL, firewall="accept"), EVERYTHING, close(before=ALL),
+                                network(lambda probe: probe.port != topology.PORT or probe.vantage.side != "x"))
+    assert found == []
+    found, _made = oracle.judge(state(both), audit(firewall="accept"), EVERYTHING, close(), EVERYTHING)
+    assert {item.check for item in found} == {"audit exposed", "close reasons", "close effective"}
+
+
 def test_a_dead_listener_is_the_harness_failing():
     result = audit()
     result["summary"][0]["listening"] = False
@@ -169,5 +194,5 @@ def test_a_dead_listener_is_the_harness_failing():
 
 def test_network_summary_lines():
     lines = oracle.network_summary(PROBES, network(only_5061_from(A_HOST["ipv4"])))
-    assert lines[0].startswith("ipv4/tcp/5061: reached from a248>a a248>b a249>a a249>b (4 of 24 probes)")
+    assert lines[0] == "ipv4/tcp/5061: reached from a248>a a248>b a249>a a249>b (4 of 28 probes); filtered 24"
     assert lines[-1] == "ipv6/tcp/8080: reached by no probe; filtered 3"

@@ -9,10 +9,12 @@ Two internal podman networks, side ``a`` and side ``b``, each IPv4 + IPv6. Every
 ``eth0`` on side a and ``eth1`` on side b. One prober container holds six addresses per side
 and family (``.248`` to ``.253``); the odd ones are *crossed*: a policy route sends their
 packets out of the prober's other interface, so they arrive on the target's other interface
-(``eth1`` for a side-a source). Each probe goes from one prober address to one of the target's
-two addresses, so every combination a UFW rule can name here - a source inside or outside each
-named network, the target's address on ``eth0`` or ``eth1``, arrival on ``eth0`` or ``eth1`` -
-is sent by at least one probe. The networks are internal: no gateway, no NAT, no way out.
+(``eth1`` for a side-a source). Two more addresses, the outsiders, are in
+none of the networks rules name (the targets route them back through the prober). Each probe
+goes from one prober address to one of the target's two addresses, so every combination a UFW
+rule can name here - a source inside or outside each named network, the target's address on
+``eth0`` or ``eth1``, arrival on ``eth0`` or ``eth1`` - is sent by at least one probe. The
+networks are internal: no gateway, no NAT, no way out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ NETWORKS = {
           "ipv4": "10.89.21.0/24", "ipv6": "fd00:5020:0:b::/64"},
 }
 PROBER_HOSTS = range(248, 254)
+# Outsiders: prober addresses in none of the named networks, the rest of the world that a
+# default policy or a "deny from X" leaves the port open to. The targets route them back
+# through the prober's side-a address.
+OUTSIDER_NETWORK = {"ipv4": "10.89.22.0/24", "ipv6": "fd00:5020:0:c::/64"}
+OUTSIDER_HOSTS = (248, 249)
 TARGET_HOST_BASE = 10  # target slot k holds .10+k on both sides
 CROSSED_TABLE = 100
 
@@ -83,14 +90,16 @@ class Vantage:
 
 
 def host_address(side: str, family: str, host: int) -> str:
-    network = ipaddress.ip_network(NETWORKS[side][family])
+    network = ipaddress.ip_network(OUTSIDER_NETWORK[family] if side == "x" else NETWORKS[side][family])
     if family == "ipv4":
         return str(network.network_address + host)
     return str(network.network_address + host)  # .248 is ::f8: the same host number
 
 
 def vantages(family: str):
-    return [Vantage(side, family, host) for side in SIDES for host in PROBER_HOSTS]
+    """The prober's addresses: six per side, then the two outsiders (side "x")."""
+    return ([Vantage(side, family, host) for side in SIDES for host in PROBER_HOSTS]
+            + [Vantage("x", family, host) for host in OUTSIDER_HOSTS])
 
 
 def target_address(slot: int, side: str, family: str) -> str:
@@ -132,6 +141,13 @@ def probe_plan():
     return plan
 
 
+def target_setup_script():
+    """Shell commands that route the outsiders' replies back through the prober."""
+    return "".join("ip %s route add %s via %s dev %s\n" % (
+        "-4" if family == "ipv4" else "-6", OUTSIDER_NETWORK[family], host_address("a", family, PROBER_HOSTS[0]),
+        NETWORKS["a"]["interface"]) for family in FAMILIES)
+
+
 def probe_key(family, protocol, port, vantage_name, destination_side) -> str:
     return "%s/%s/%d/%s>%s" % (family, protocol, port, vantage_name, destination_side)
 
@@ -144,6 +160,11 @@ def prober_setup_script(target_macs):
     discovery for it there (IPv6 never does), so the prober gets static neighbour entries.
     """
     lines = ["set -e"]
+    for family in FAMILIES:
+        for host in OUTSIDER_HOSTS:
+            lines.append("ip %s addr add %s/%d dev %s%s" % (
+                "-4" if family == "ipv4" else "-6", host_address("x", family, host), 32 if family == "ipv4" else 128,
+                NETWORKS["a"]["interface"], " nodad" if family == "ipv6" else ""))
     for side in SIDES:
         interface = NETWORKS[side]["interface"]
         for family in FAMILIES:

@@ -5,8 +5,9 @@ each), so a probe from the host can tell open from closed from filtered. TCP acc
 and answers one line then closes; UDP echoes each datagram from the address it was sent to
 (as a server on a host with several interfaces must: the kernel would otherwise pick the
 source by route, and the prober's connected socket drops a reply from another address).
-Runs until killed.
-Test-only: never installed by the collection.
+Runs until killed. With ``--log FILE`` first, every datagram received is also noted there
+("udp SOURCE DESTINATION PORT" a line): a datagram the host takes in but cannot answer
+(its output dropped) still reached the server. Test-only: never installed by the collection.
 """
 import selectors
 import socket
@@ -41,7 +42,18 @@ def reply_from_destination(ancillary):
     return []
 
 
-def main(ports):
+def unmapped(address):
+    return address[7:] if address.startswith("::ffff:") else address
+
+
+def destination_of(ancillary):
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+            return unmapped(socket.inet_ntop(socket.AF_INET6, value[:16]))
+    return "?"
+
+
+def main(ports, log=None):
     selector = selectors.DefaultSelector()
     for port in ports:
         selector.register(dual_stack(socket.SOCK_STREAM, port), selectors.EVENT_READ, "tcp")
@@ -56,10 +68,18 @@ def main(ports):
                     conn.close()
                 else:
                     data, ancillary, _flags, peer = sock.recvmsg(2048, 256)
+                    if log:
+                        log.write("udp %s %s %d\n" % (unmapped(peer[0]), destination_of(ancillary),
+                                                        sock.getsockname()[1]))
                     sock.sendmsg([data], reply_from_destination(ancillary), 0, peer)
             except OSError:
                 continue
 
 
 if __name__ == "__main__":
-    main([int(port) for port in sys.argv[1:]])
+    if sys.argv[1:2] == ["--log"]:
+        # Line-buffered and appending: a reader may empty the file between writes.
+        with open(sys.argv[2], "a", buffering=1, encoding="ascii") as log_file:
+            main([int(port) for port in sys.argv[3:]], log_file)
+    else:
+        main([int(port) for port in sys.argv[1:]])

@@ -17,6 +17,9 @@ import sys
 def _bind(sock, source):
     """Send from source: an address, or (address, port) for a fixed source port."""
     if source:
+        if isinstance(source, tuple):
+            # A chosen port may still be in TIME_WAIT from an earlier probe to another target.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(source if isinstance(source, tuple) else (source, 0))
 
 
