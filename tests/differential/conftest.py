@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Options of the differential test: --seed, --count, --only, --workers (or SIPGUARD_DIFF_*).
+"""Options of the differential test: --seed, --count, --only, --workers, --states (or SIPGUARD_DIFF_*).
 
 The seed is drawn at random unless given, and printed in pytest's header and summary, so
 every run can be repeated: ``make differential SIPGUARD_DIFF_SEED=<seed>``.
@@ -19,7 +19,8 @@ OPTIONS = (
     ("seed", "SIPGUARD_DIFF_SEED", None, "seed of the state generator (default: random, printed)"),
     ("count", "SIPGUARD_DIFF_COUNT", "200", "number of random states"),
     ("only", "SIPGUARD_DIFF_ONLY", "", "comma-separated state indexes to run alone (with the run's seed)"),
-    ("workers", "SIPGUARD_DIFF_WORKERS", "4", "target containers working in parallel"),
+    ("workers", "SIPGUARD_DIFF_WORKERS", "6", "target containers working in parallel"),
+    ("states", "SIPGUARD_DIFF_STATES", "", "JSON file: a list of states (grammar.State fields) to run instead"),
 )
 
 
@@ -45,6 +46,8 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     settings = config.differential
+    if settings["states"]:
+        return "differential: the states in %s, %d workers" % (settings["states"], settings["workers"])
     return "differential: seed %d, %s, %d workers (repeat with --seed %d)" % (
         settings["seed"], "states %s" % settings["only"] if settings["only"] else "%d states" % settings["count"],
         settings["workers"], settings["seed"])

@@ -61,6 +61,22 @@ class State:
     def as_dict(self):
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data):
+        """A state written by hand or copied from last-run.json (lists for tuples)."""
+        nested = ("ufw", "before_rules", "outside")
+        values = dict(data)
+        for name in nested:
+            values[name] = tuple(tuple(item) for item in values.get(name, ()))
+        values["trusted_sources"] = tuple(values.get("trusted_sources", ()))
+        values.setdefault("seed", 0)
+        values.setdefault("index", 0)
+        values.setdefault("ipv6", "yes")
+        values.setdefault("default_incoming", None)
+        values.setdefault("app_ports", None)
+        values.setdefault("activation", "active")
+        return cls(**values)
+
     @property
     def has_redirect(self) -> bool:
         return any("REDIRECT" in command for command in self.outside)

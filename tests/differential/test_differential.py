@@ -21,6 +21,7 @@ networks are the test's own and are removed by name at the end; nothing here tou
 machine's firewall, and the networks are internal (no gateway, no NAT).
 
 Run: make differential [SIPGUARD_DIFF_SEED=N SIPGUARD_DIFF_COUNT=N SIPGUARD_DIFF_ONLY=i,j]
+     make differential SIPGUARD_DIFF_STATES=states.json   (hand-written states, e.g. a fixture)
 """
 
 from __future__ import annotations
@@ -367,7 +368,8 @@ def describe(outcome):
     lines += ["  " + line for line in oracle.network_summary(oracle.plan_probes(), outcome["before"])]
     lines.append("network after the close:")
     lines += ["  " + line for line in oracle.network_summary(oracle.plan_probes(), outcome["after"])]
-    lines.append("repeat: make differential SIPGUARD_DIFF_SEED=%d SIPGUARD_DIFF_ONLY=%d" % (state.seed, state.index))
+    lines.append("repeat: make differential SIPGUARD_DIFF_SEED=%d SIPGUARD_DIFF_ONLY=%d; as data: %s" % (
+        state.seed, state.index, json.dumps(state.as_dict())))
     return "\n".join(lines)
 
 
@@ -397,6 +399,14 @@ def write_report(settings, outcomes, errors, wall, rig, seconds):
 # The tests
 # ----------------------------------------------------------------------------------
 
+def planned_states(settings):
+    if settings["states"]:
+        with open(settings["states"], encoding="utf-8") as handle:
+            return [grammar.State.from_dict(dict(item, index=item.get("index", number)))
+                    for number, item in enumerate(json.load(handle))]
+    return grammar.states(settings["seed"], settings["count"], settings["only"])
+
+
 @pytest.fixture(scope="module")
 def rig(request):
     if shutil.which("podman") is None:
@@ -406,7 +416,7 @@ def rig(request):
     if not (VENV_BIN / "ansible").exists():
         pytest.fail("no %s/ansible: run `make setup` first" % VENV_BIN)
     settings = request.config.differential
-    workers = max(1, min(settings["workers"], len(settings["only"]) or settings["count"]))
+    workers = max(1, min(settings["workers"], len(planned_states(settings))))
     made = Rig(workers)
     request.addfinalizer(made.remove)
     made.start()
@@ -442,7 +452,7 @@ def test_topology_is_what_the_oracle_assumes(rig):
 
 def test_modules_agree_with_the_network(rig, request):
     settings = request.config.differential
-    todo = grammar.states(settings["seed"], settings["count"], settings["only"])
+    todo = planned_states(settings)
     pending = queue.Queue()
     for state in todo:
         pending.put(state)
