@@ -204,8 +204,8 @@ def generate(seed: int, index: int) -> State:
         commands.append(("default", default_incoming, "incoming"))
     for number in range(count):
         commands.append(ufw_rule(rng, app_ports is not None, number))
-    before = tuple(before_rule(rng) for _ in range(rng.choice((1, 1, 2)))) if rng.random() < 0.15 else ()
-    outside = tuple(outside_rule(rng) for _ in range(rng.choice((1, 1, 2)))) if rng.random() < 0.15 else ()
+    before = tuple(before_rule(rng) for _number in range(rng.choice((1, 1, 2)))) if rng.random() < 0.15 else ()
+    outside = tuple(outside_rule(rng) for _number in range(rng.choice((1, 1, 2)))) if rng.random() < 0.15 else ()
     activation = _weighted(rng, (("active", 85), ("inactive", 10), ("enabled-not-loaded", 5)))
     trusted = ()
     if rng.random() < 0.4:

@@ -110,8 +110,8 @@ def network_summary(probes, results) -> List[str]:
             group = _port_probes(probes, family, protocol, port)
             reached = _reached(group, results)
             others = Counter(results.get(probe.key) for probe in group if probe not in reached)
-            lines.append("%s/%s/%d: %s; %s" % (family, protocol, port, _listing(reached, len(group)),
-                                                ", ".join("%s %d" % item for item in sorted(others.items())) or "-"))
+            rest = ", ".join("%s %d" % item for item in sorted(others.items())) or "-"
+            lines.append("%s/%s/%d: %s; %s" % (family, protocol, port, _listing(reached, len(group)), rest))
     return lines
 
 

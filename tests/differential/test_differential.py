@@ -218,7 +218,7 @@ class Rig:
             base + ["-m", "sipguard.firewall." + module, "-a", "port=5061"] + (["--check"] if kind == "close" else []),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for kind, module in MODULES.items()}
         for kind, process in processes.items():
-            output, _ = process.communicate(timeout=300)
+            output, _errors = process.communicate(timeout=300)
             if process.returncode not in (0, 2):  # 2: a host failed the task; the payload is there all the same
                 raise oracle.HarnessError("building the %s payload failed:\n%s" % (kind, output))
         for name in self.targets:
@@ -351,8 +351,8 @@ def describe(outcome):
     lines += ["    " + line for line in grammar.reproducer(state, placeholders).splitlines()]
     failed_commands = [result for result in outcome["ufw_results"] if result[1] != "ok"]
     if failed_commands:
-        lines.append("ufw refused: %s" % "; ".join("ufw %s: %s" % (" ".join(argv), message)
-                                                  for argv, _status, message in failed_commands))
+        lines.append("ufw refused: %s" % "; ".join(
+            "ufw %s: %s" % (" ".join(argv), message) for argv, _status, message in failed_commands))
     lines.append("audit: exposed=%s ufw=%s" % (audit.get("exposed"), {key: audit.get("ufw", {}).get(key) for key in (
         "enabled", "loaded", "ipv6", "backend", "default_policies")}))
     for item in audit.get("summary", []):

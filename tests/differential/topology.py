@@ -157,7 +157,8 @@ def prober_setup_script(target_macs):
 
     target_macs: {slot: {"eth0": mac, "eth1": mac}}. A crossed packet to the target's side-a
     address leaves on the prober's side-b interface; the target would not answer neighbour
-    discovery for it there (IPv6 never does), so the prober gets static neighbour entries.
+    discovery for it there (IPv6 never does), so the prober gets static neighbour entries, for
+    the direct paths too.
     """
     lines = ["set -e"]
     for family in FAMILIES:
@@ -179,10 +180,14 @@ def prober_setup_script(target_macs):
             if vantage.crossed:
                 lines.append("%s rule add from %s table %d" % (ip, vantage.address, CROSSED_TABLE))
         for side in SIDES:
+            own = NETWORKS[side]["interface"]
             other = NETWORKS[SIDES[1 - SIDES.index(side)]]["interface"]
             lines.append("%s route add %s dev %s table %d" % (ip, NETWORKS[side][family], other, CROSSED_TABLE))
             for slot, macs in sorted(target_macs.items()):
-                # The target's side address, reached through the other interface: its MAC there.
-                lines.append("%s neigh replace %s lladdr %s dev %s nud permanent" % (
-                    ip, target_address(slot, side, family), macs[other], other))
+                # The target's side address on its own link and through the other interface
+                # (the MAC there). Static, so a target whose firewall drops neighbour discovery
+                # (UFW with IPV6=no) still gets the packets a neighbour on the link could send.
+                for interface in (own, other):
+                    lines.append("%s neigh replace %s lladdr %s dev %s nud permanent" % (
+                        ip, target_address(slot, side, family), macs[interface], interface))
     return "\n".join(lines) + "\n"

@@ -57,8 +57,9 @@ def main():
             except ValueError as exc:  # parse_command's "invalid syntax"
                 outcome = ["error", "invalid syntax: %s" % exc]
             except SystemExit as exc:
-                outcome = ["error" if exc.code else "ok", ""]
-        outcome[1] = "\n".join(part.strip() for part in (printed.buffer.getvalue().decode("utf-8", "replace"), outcome[1] or "") if part.strip())
+                outcome = ["ok" if exc.code in (0, None) else "error", ""]
+        messages = (printed.buffer.getvalue().decode("utf-8", "replace"), outcome[1] or "")
+        outcome[1] = "\n".join(message.strip() for message in messages if message.strip())
         results.append([argv] + outcome)
     print(json.dumps(results))
 

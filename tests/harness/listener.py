@@ -69,8 +69,8 @@ def main(ports, log=None):
                 else:
                     data, ancillary, _flags, peer = sock.recvmsg(2048, 256)
                     if log:
-                        log.write("udp %s %s %d\n" % (unmapped(peer[0]), destination_of(ancillary),
-                                                        sock.getsockname()[1]))
+                        log.write("udp %s %s %d\n" % (
+                            unmapped(peer[0]), destination_of(ancillary), sock.getsockname()[1]))
                     sock.sendmsg([data], reply_from_destination(ancillary), 0, peer)
             except OSError:
                 continue
