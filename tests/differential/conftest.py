@@ -54,5 +54,8 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    for line in config.differential["summary"]:
+    settings = config.differential
+    # Always, even when the run stopped early: the seed is what repeats it.
+    for line in settings["summary"] or ["differential: seed %d (repeat with SIPGUARD_DIFF_SEED=%d)" % (
+            settings["seed"], settings["seed"])]:
         terminalreporter.write_line(line)
