@@ -270,6 +270,9 @@ def _read_other_backend(host, files, backend):
         return {}, "cannot read the %s backend's tables, so rules there are not judged: %s" % (backend, exc)
 
 
+IF_INET6 = "/proc/net/if_inet6"
+
+
 def read_snapshot(host, families, require_ufw=True):
     """Read UFW's configuration, its rule files and the running rule set of each family.
 
@@ -690,6 +693,16 @@ def _edit_files_of_stopped_ufw(host, snapshot, plans, request, result, check_mod
     result["ufw"] = _ufw_facts(snapshot, False)
 
 
+def ipv6_interfaces(host):
+    """The interfaces other than loopback with an IPv6 address (/proc/net/if_inet6), in order."""
+    names = []
+    for line in (host.read_text(IF_INET6) or "").splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5] != "lo" and fields[5] not in names:
+            names.append(fields[5])
+    return names
+
+
 def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
     """inactive=enable: refuse if starting would block other traffic, else set the policies,
     write the rules and start UFW. Returns (tables after or None in check mode, ufw facts)."""
@@ -701,6 +714,13 @@ def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
             "UFW is inactive and starting it would also activate rules that block other traffic: %s; "
             "nothing was changed (remove them, or use inactive=fail/skip)"
             % "; ".join(_status(rule) for rule in blockers),
+            dict(ufw=_ufw_facts(snapshot, False)))
+    interfaces = ipv6_interfaces(host)
+    if not snapshot.ipv6 and interfaces:
+        raise UfwPortError(
+            "UFW is inactive and IPV6=no in %s: starting it would drop every IPv6 packet (UFW's policy when it "
+            "does not manage IPv6), cutting off whatever is reachable over IPv6 on %s now; nothing was changed "
+            "(set IPV6=yes there, or use inactive=fail/skip)" % (UFW_DEFAULTS, ", ".join(interfaces)),
             dict(ufw=_ufw_facts(snapshot, False)))
     updates, actions = start_ufw_plan(snapshot, request)
     result["actions"] = actions + ["set ENABLED=yes in %s and started UFW (ufw-init start)" % UFW_CONF]

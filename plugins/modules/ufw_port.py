@@ -97,7 +97,9 @@ options:
         (C(ufw-init start)), first setting the default policies so that every port reachable
         now stays reachable (incoming V(allow); routed and outgoing as the kernel has them now).
         It refuses, changing nothing, when existing rules would block other ports once UFW is
-        active. RV(actions) lists exactly what was done.
+        active, and when C(IPV6=no) is set in C(/etc/default/ufw) while an interface other than
+        loopback has an IPv6 address (UFW started so drops every IPv6 packet, SSH over IPv6
+        included). RV(actions) lists exactly what was done.
       - V(fail) fails and changes nothing. V(skip) changes nothing and reports the port exposed.
     type: str
     choices: [enable, fail, skip]

@@ -549,3 +549,30 @@ def test_an_iptables_before_1_8_is_legacy_and_a_missing_one_is_none():
     assert command_backend(host, "iptables") == "legacy"
     host.find_executable = lambda name: None
     assert command_backend(host, "iptables") is None
+
+
+# ------------------------------------------------------------------ IPV6=no and an inactive UFW (found by the differential test)
+
+IF_INET6 = ("00000000000000000000000000000001 01 80 10 80       lo\n"
+            "fd005061000000000000000000000077 02 40 00 00     eth0\n"
+            "fe80000000000000acde48fffe001122 02 40 20 80     eth0\n")
+
+
+def test_starting_ufw_with_ipv6_off_is_refused_when_the_host_speaks_ipv6():
+    """UFW started with IPV6=no drops every IPv6 packet - SSH over IPv6 included: refused, nothing changed."""
+    host = FakeHost(rules_dir="pristine", saves=("no_tables.v4.save", "no_tables.v4.save"), loaded=False,
+                    conf="ENABLED=no\n", defaults="IPV6=no\nDEFAULT_INPUT_POLICY=\"DROP\"\n",
+                    files={"/proc/net/if_inet6": IF_INET6})
+    files_before = dict(host.files)
+    with pytest.raises(UfwPortError, match=r"IPV6=no in /etc/default/ufw: starting it would drop every IPv6 packet"
+                                           r".* on eth0 now; nothing was changed"):
+        run_ufw_port(host, request(), check_mode=False, want_diff=False)
+    assert host.files == files_before
+    assert not any(argv[0].endswith("ufw-init") for argv in host.processes)
+
+
+def test_only_loopback_ipv6_does_not_refuse():
+    host = FakeHost(files={"/proc/net/if_inet6": IF_INET6.splitlines()[0] + "\n"})
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import ipv6_interfaces
+    assert ipv6_interfaces(host) == []
+    assert ipv6_interfaces(FakeHost(files={"/proc/net/if_inet6": IF_INET6})) == ["eth0"]
