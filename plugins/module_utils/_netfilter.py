@@ -466,6 +466,9 @@ class _Packet(NamedTuple):
     protocol: str
     port: int
     source: Optional[Address]
+    # Networks the (unknown) source is known to be outside of: the verdict is for a sender that is
+    # not a trusted source, so a rule matching only trusted sources does not match it.
+    outside: Tuple[Network, ...] = ()
 
 
 class _Fork(NamedTuple):
@@ -485,9 +488,12 @@ def _negate(result: Optional[bool], negated: bool) -> Optional[bool]:
     return result if result is None or not negated else not result
 
 
-def _address_matches(network: Network, address: Optional[Address]) -> Optional[bool]:
+def _address_matches(network: Network, address: Optional[Address],
+                     outside: Tuple[Network, ...] = ()) -> Optional[bool]:
     if address is not None:
         return address in network
+    if any(network.version == other.version and network.subnet_of(other) for other in outside):
+        return False  # the sender is outside every one of these networks
     # Unknown, but a remote sender and a local unicast destination are never loopback or multicast.
     return False if network.is_loopback or network.is_multicast else None
 
@@ -497,7 +503,7 @@ def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]
     if flag == '-p':
         result = value in ('all', '0') or _PROTOCOL_NAMES.get(value, value) == packet.protocol
     elif flag == '-s':
-        result = _address_matches(value, packet.source)
+        result = _address_matches(value, packet.source, packet.outside)
     elif flag == '-d':
         result = _address_matches(value, None)
     elif flag == '-i':
@@ -622,7 +628,8 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
     return outcomes
 
 
-def _packet(family: str, protocol: str, port: int, source: Optional[str] = None) -> _Packet:
+def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
+            outside: Sequence[str] = ()) -> _Packet:
     if family not in _NFT_FAMILIES_SEEN_BY:
         raise ValueError('family must be ipv4 or ipv6, not %r' % (family,))
     if protocol not in ('tcp', 'udp'):
@@ -632,7 +639,10 @@ def _packet(family: str, protocol: str, port: int, source: Optional[str] = None)
     address = None if source is None else ipaddress.ip_address(source)
     if address is not None and address.version != (4 if family == 'ipv4' else 6):
         raise ValueError('source %s is not an %s address' % (source, family))
-    return _Packet(protocol, port, address)
+    version = 4 if family == 'ipv4' else 6
+    networks = tuple(network for network in (ipaddress.ip_network(item, strict=False) for item in outside)
+                     if network.version == version)
+    return _Packet(protocol, port, address, networks)
 
 
 def verdict_for_port(tables: Dict[str, Table], family: str, protocol: str, port: int,
@@ -656,15 +666,16 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
                   legacy_tables: Optional[Dict[str, Table]] = None,
                   nft_tables: Optional[Sequence[NftTable]] = None,
                   other_tables: Optional[Dict[str, Table]] = None, backend: str = 'nft',
-                  ufw_absent_reason: Optional[str] = None) -> List[Bypass]:
-    """Everything that can still let a new connection reach the port past ufw's deny.
+                  ufw_absent_reason: Optional[str] = None, trusted: Sequence[str] = ()) -> List[Bypass]:
+    """Everything that can still let a new connection reach the port past ufw's deny - from a
+    sender outside the trusted networks (an accept that matches only trusted sources is none).
 
     tables: the rule set of the backend ufw runs on (backend, nft or legacy); other_tables:
     the other backend's (legacy_tables is the older name for them on an nft host), a second
     rule set the kernel applies that ufw neither shows nor manages; nft_tables:
     parse_nft_ruleset() of `nft list ruleset`. ufw_absent_reason says why ufw has no chains
     in tables (default: "ufw is not active")."""
-    packet = _packet(family, protocol, port)
+    packet = _packet(family, protocol, port, outside=trusted)
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
     bypasses = list(_filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
     bypasses.extend(_nat_bypasses(tables, packet, ''))

@@ -595,7 +595,8 @@ def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=No
     for bypass in find_bypasses(tables, family, protocol, request.port, nft_tables=nft_tables,
                                 other_tables=snapshot.other.get(family),
                                 backend=snapshot.backends.get(family, "nft"),
-                                ufw_absent_reason=ufw_ipv6_unmanaged(snapshot, tables, family)):
+                                ufw_absent_reason=ufw_ipv6_unmanaged(snapshot, tables, family),
+                                trusted=request.sources_for(family)):
         if bypass.kind == BYPASS_LEGACY_RULES:
             warnings.append(bypass.reason)
         elif not _is_trusted_allow(bypass, request, family):

@@ -477,3 +477,34 @@ def test_on_the_legacy_backend_the_nft_side_is_the_other_rule_set():
                                          'neither shows nor manages')
     assert bypasses[0].reason.endswith('review them with `iptables-nft-save`')
     assert bypasses[1].reason.startswith('iptables-nft: nat PREROUTING rule 1 sends udp port 5061')
+
+
+# --- accepts that only trusted sources match (found by the differential test) ------------------
+# The captured rule sets with the accepting rule narrowed to one source network.
+
+def _narrowed(name, old, new):
+    text = fixture_text(name)
+    assert old in text
+    return parse_iptables_save(text.replace(old, new))
+
+
+@pytest.mark.parametrize("name,old,new", [
+    ("input_accept_ahead.v4.save", "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT",
+     "-A INPUT -s 10.89.20.0/24 -p tcp -m tcp --dport 5061 -j ACCEPT"),
+    ("before_rules_accept.v4.save", "-A ufw-before-input -p tcp -m tcp --dport 5061 -j ACCEPT",
+     "-A ufw-before-input -s 10.89.20.0/24 -p tcp -m tcp --dport 5061 -j ACCEPT"),
+])
+def test_an_accept_only_trusted_sources_match_is_no_bypass(name, old, new):
+    tables = _narrowed(name, old, new)
+    kinds = lambda trusted: [bypass.kind for bypass in find_bypasses(tables, "ipv4", "tcp", 5061, trusted=trusted)]
+    assert kinds(["10.89.20.0/24"]) == []                 # only the trusted network is let in
+    assert kinds(["10.0.0.0/8", "fd00::/8"]) == []         # inside a wider trusted network
+    assert kinds([]) and kinds(["10.89.21.0/24"])          # untrusted senders in that network get in
+    assert kinds(["10.89.20.0/25"])                        # half of it is not trusted
+
+
+def test_a_wider_accept_than_the_trusted_network_stays_a_bypass():
+    tables = _narrowed("input_accept_ahead.v4.save", "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT",
+                       "-A INPUT -s 10.89.0.0/16 -p tcp -m tcp --dport 5061 -j ACCEPT")
+    assert [bypass.kind for bypass in find_bypasses(tables, "ipv4", "tcp", 5061, trusted=["10.89.20.0/24"])] \
+        == ["input_accept"]
