@@ -784,6 +784,15 @@ def _dnat_port(destination: Optional[str]) -> Optional[str]:
     return None
 
 
+def _filter_drops_port(tables: Dict[str, Table], packet: _Packet, to_ports: str) -> bool:
+    """Whether filter INPUT surely drops or rejects a new connection to the local port to_ports
+    (one port; a range is never judged dropped)."""
+    if not to_ports.isdigit() or not 0 < int(to_ports) <= 65535 or tables.get('filter') is None:
+        return False
+    outcomes = _outcomes(tables['filter'], 'INPUT', packet._replace(port=int(to_ports)))
+    return all(outcome.action in (DROP, REJECT) for outcome in outcomes)
+
+
 def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, backend: str) -> Iterator[Bypass]:
     port = '%s port %d' % (packet.protocol, packet.port)
     for outcome in _unique(_outcomes(tables.get('nat'), 'PREROUTING', packet)):
@@ -799,6 +808,8 @@ def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, backend: str) -> It
                          if new_port and new_port != str(packet.port) else '')
         elif outcome.action == 'redirect' and rule.target_options.get('--to-ports', str(packet.port)) != str(
                 packet.port):
+            if _filter_drops_port(tables, packet, rule.target_options['--to-ports']):
+                continue  # redirected to a port the filter drops for every sender: nothing gets in
             effect = 'redirects %s to local port %s%s; ufw\'s rule for port %d does not cover that port' % (
                 port, rule.target_options['--to-ports'], _evidence(outcome), packet.port)
         else:

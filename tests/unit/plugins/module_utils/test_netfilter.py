@@ -508,3 +508,30 @@ def test_a_wider_accept_than_the_trusted_network_stays_a_bypass():
                        "-A INPUT -s 10.89.0.0/16 -p tcp -m tcp --dport 5061 -j ACCEPT")
     assert [bypass.kind for bypass in find_bypasses(tables, "ipv4", "tcp", 5061, trusted=["10.89.20.0/24"])] \
         == ["input_accept"]
+
+
+REDIRECT_TO_8080 = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+%s
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 5061 -j REDIRECT --to-ports 8080
+COMMIT
+"""
+
+
+def test_a_redirect_to_a_port_the_filter_drops_lets_nothing_in():
+    """The differential test's minimal state: 5061/udp redirected to 8080, which nothing allows."""
+    dropped = parse_iptables_save(REDIRECT_TO_8080 % "")
+    assert [bypass.kind for bypass in find_bypasses(dropped, "ipv4", "udp", 5061)] == []
+    allowed = parse_iptables_save(REDIRECT_TO_8080 % "-A INPUT -p udp -m udp --dport 8080 -j ACCEPT")
+    reasons = [bypass.reason for bypass in find_bypasses(allowed, "ipv4", "udp", 5061)]
+    assert len(reasons) == 1 and "redirects udp port 5061 to local port 8080" in reasons[0]
