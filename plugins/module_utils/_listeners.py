@@ -348,3 +348,45 @@ def listener_record(listener, owners):
                 dual_stack=listener.dual_stack, uid=listener.uid,
                 processes=[dict(pid=owner.pid, name=owner.name, cmdline=owner.cmdline)
                            for owner in owners.get(listener.inode, [])])
+
+
+# ----------------------------------------------------------------------------------
+# The host's own addresses (what a rule's -d can match for a packet sent to this host)
+# ----------------------------------------------------------------------------------
+
+FIB_TRIE = "/proc/net/fib_trie"
+IF_INET6 = "/proc/net/if_inet6"
+
+
+def parse_fib_trie(text):
+    """The IPv4 addresses of this host (`/32 host LOCAL` entries), loopback left out, each once."""
+    found, last = [], None
+    for line in (text or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|-- "):
+            last = stripped[4:].strip()
+        elif stripped.startswith("/32 host LOCAL") and last and not last.startswith("127.") and last not in found:
+            found.append(last)
+    return found
+
+
+def parse_if_inet6(text):
+    """The IPv6 addresses of this host's interfaces other than loopback, each once."""
+    found = []
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5] != "lo" and len(fields[0]) == 32:
+            address = str(ipaddress.IPv6Address(int(fields[0], 16)))
+            if address not in found:
+                found.append(address)
+    return found
+
+
+def local_addresses(host):
+    """{family: [addresses]} of this host; a family whose table cannot be read is absent."""
+    result = {}
+    for family, path, parse in (("ipv4", FIB_TRIE, parse_fib_trie), ("ipv6", IF_INET6, parse_if_inet6)):
+        text = host.read_text(path)
+        if text:
+            result[family] = parse(text)
+    return result

@@ -469,6 +469,8 @@ class _Packet(NamedTuple):
     # Networks the (unknown) source is known to be outside of: the verdict is for a sender that is
     # not a trusted source, so a rule matching only trusted sources does not match it.
     outside: Tuple[Network, ...] = ()
+    # This host's own addresses, when known: a rule's -d matches the packet only through them.
+    local: Tuple[Address, ...] = ()
 
 
 class _Fork(NamedTuple):
@@ -498,6 +500,15 @@ def _address_matches(network: Network, address: Optional[Address],
     return False if network.is_loopback or network.is_multicast else None
 
 
+def _destination_matches(network: Network, local: Tuple[Address, ...]) -> Optional[bool]:
+    """-d for a packet to one of this host's addresses: True when all of them are in the network,
+    False when none is, undecidable otherwise (or when the host's addresses are not known)."""
+    mine = [address in network for address in local if address.version == network.version]
+    if not mine:
+        return _address_matches(network, None)
+    return True if all(mine) else False if not any(mine) else None
+
+
 def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]:
     flag, value = criterion.flag, criterion.value
     if flag == '-p':
@@ -505,7 +516,7 @@ def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]
     elif flag == '-s':
         result = _address_matches(value, packet.source, packet.outside)
     elif flag == '-d':
-        result = _address_matches(value, None)
+        result = _destination_matches(value, packet.local)
     elif flag == '-i':
         result = False if value == 'lo' else None  # a remote packet never arrives on lo
     elif flag == '-o':
@@ -629,7 +640,7 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
 
 
 def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
-            outside: Sequence[str] = ()) -> _Packet:
+            outside: Sequence[str] = (), local: Optional[Sequence[str]] = None) -> _Packet:
     if family not in _NFT_FAMILIES_SEEN_BY:
         raise ValueError('family must be ipv4 or ipv6, not %r' % (family,))
     if protocol not in ('tcp', 'udp'):
@@ -642,15 +653,16 @@ def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
     version = 4 if family == 'ipv4' else 6
     networks = tuple(network for network in (ipaddress.ip_network(item, strict=False) for item in outside)
                      if network.version == version)
-    return _Packet(protocol, port, address, networks)
+    mine = tuple(item for item in (ipaddress.ip_address(value) for value in local or ()) if item.version == version)
+    return _Packet(protocol, port, address, networks, mine)
 
 
 def verdict_for_port(tables: Dict[str, Table], family: str, protocol: str, port: int,
-                     source: Optional[str] = None) -> Verdict:
+                     source: Optional[str] = None, local: Optional[Sequence[str]] = None) -> Verdict:
     """What filter INPUT does with a new connection to the port, first match wins.
 
     With source None the sender is unknown, so source-restricted rules are undecidable."""
-    outcomes = _outcomes(tables.get('filter'), 'INPUT', _packet(family, protocol, port, source))
+    outcomes = _outcomes(tables.get('filter'), 'INPUT', _packet(family, protocol, port, source, local=local))
     main = next(outcome for outcome in outcomes if outcome.fork is None)
     for outcome in outcomes:
         if outcome.action == UNCERTAIN or (outcome.action == ACCEPT) != (main.action == ACCEPT):
@@ -666,7 +678,8 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
                   legacy_tables: Optional[Dict[str, Table]] = None,
                   nft_tables: Optional[Sequence[NftTable]] = None,
                   other_tables: Optional[Dict[str, Table]] = None, backend: str = 'nft',
-                  ufw_absent_reason: Optional[str] = None, trusted: Sequence[str] = ()) -> List[Bypass]:
+                  ufw_absent_reason: Optional[str] = None, trusted: Sequence[str] = (),
+                  local_addresses: Optional[Sequence[str]] = None) -> List[Bypass]:
     """Everything that can still let a new connection reach the port past ufw's deny - from a
     sender outside the trusted networks (an accept that matches only trusted sources is none).
 
@@ -674,8 +687,9 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
     the other backend's (legacy_tables is the older name for them on an nft host), a second
     rule set the kernel applies that ufw neither shows nor manages; nft_tables:
     parse_nft_ruleset() of `nft list ruleset`. ufw_absent_reason says why ufw has no chains
-    in tables (default: "ufw is not active")."""
-    packet = _packet(family, protocol, port, outside=trusted)
+    in tables (default: "ufw is not active"); local_addresses: the host's own addresses of the
+    family (a rule for another destination address then matches nothing sent to this host)."""
+    packet = _packet(family, protocol, port, outside=trusted, local=local_addresses)
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
     bypasses = list(_filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
     bypasses.extend(_nat_bypasses(tables, packet, ''))

@@ -25,6 +25,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._listeners impor
     ProcNetError,
     find_listeners,
     listener_record,
+    local_addresses,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
@@ -187,6 +188,8 @@ class UfwSnapshot:
     tools: Dict[str, Tuple[str, str]] = field(default_factory=dict)
     notes: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     installed: bool = True
+    # The host's own addresses by family (/proc/net/fib_trie, /proc/net/if_inet6); empty when unknown.
+    local: Dict[str, list] = field(default_factory=dict)
 
     @property
     def enabled(self):
@@ -324,7 +327,7 @@ def read_snapshot(host, families, require_ufw=True):
         conf=parse_key_values(conf_text),
         defaults=parse_key_values(host.read_text(UFW_DEFAULTS)),
         backends=backends, rules_text=rules_text, rules=rules, live=live, other=other, tools=tools,
-        notes=notes, installed=installed)
+        notes=notes, installed=installed, local=local_addresses(host))
 
 
 # ----------------------------------------------------------------------------------
@@ -596,7 +599,8 @@ def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=No
                                 other_tables=snapshot.other.get(family),
                                 backend=snapshot.backends.get(family, "nft"),
                                 ufw_absent_reason=ufw_ipv6_unmanaged(snapshot, tables, family),
-                                trusted=request.sources_for(family)):
+                                trusted=request.sources_for(family),
+                                local_addresses=snapshot.local.get(family)):
         if bypass.kind == BYPASS_LEGACY_RULES:
             warnings.append(bypass.reason)
         elif not _is_trusted_allow(bypass, request, family):

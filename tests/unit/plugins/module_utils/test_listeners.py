@@ -452,3 +452,18 @@ def test_owner_names_written_by_the_process(tmp_path, comm, cmdline, name, argv)
             handle.write(content)
     owners = find_socket_owners(Host(module=None), [750777], root)
     assert owners[750777][1] == SocketOwner(pid=31, name=name, cmdline=argv)
+
+
+# --- the host's own addresses (what a rule's -d can match) ---------------------------------------
+
+def _address_fixture(name):
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "proc", "addresses", name)
+    with open(path, encoding="utf-8") as stream:
+        return stream.read()
+
+
+def test_the_host_addresses_come_from_fib_trie_and_if_inet6():
+    from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import parse_fib_trie, parse_if_inet6
+    assert parse_fib_trie(_address_fixture("fib_trie")) == ["10.89.7.81"]
+    assert parse_if_inet6(_address_fixture("if_inet6")) == ["fd00:5061::51", "fe80::1c5f:cdff:fe27:5843"]
+    assert parse_fib_trie("") == [] and parse_if_inet6(None) == []

@@ -535,3 +535,24 @@ def test_a_redirect_to_a_port_the_filter_drops_lets_nothing_in():
     allowed = parse_iptables_save(REDIRECT_TO_8080 % "-A INPUT -p udp -m udp --dport 8080 -j ACCEPT")
     reasons = [bypass.reason for bypass in find_bypasses(allowed, "ipv4", "udp", 5061)]
     assert len(reasons) == 1 and "redirects udp port 5061 to local port 8080" in reasons[0]
+
+
+ALLOW_TO_ANOTHER_ADDRESS = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -j ufw-user-input
+-A ufw-user-input -d 10.89.20.77/32 -p udp -m udp --dport 5061 -j ACCEPT
+COMMIT
+"""
+
+
+def test_an_allow_to_an_address_the_host_does_not_have_lets_nothing_in():
+    """The differential test's minimal state: `allow in to 10.89.20.77 port 5061 proto udp`."""
+    tables = parse_iptables_save(ALLOW_TO_ANOTHER_ADDRESS)
+    kinds = lambda local: [bypass.kind for bypass in find_bypasses(tables, "ipv4", "udp", 5061, local_addresses=local)]
+    assert kinds(["10.89.7.81"]) == []                       # not one of ours: nothing sent here matches
+    assert kinds(["10.89.20.77"]) == ["ufw_allows"]          # ours: it lets the port in
+    assert kinds(["10.89.20.77", "10.89.7.81"]) == ["ufw_allows"]  # one of ours: still in (to that address)
+    assert kinds(None) == ["ufw_allows"]                     # addresses unknown: conservative
