@@ -690,6 +690,8 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
     in tables (default: "ufw is not active"); local_addresses: the host's own addresses of the
     family (a rule for another destination address then matches nothing sent to this host)."""
     packet = _packet(family, protocol, port, outside=trusted, local=local_addresses)
+    if protocol == 'tcp' and replies_never_leave(tables):
+        return []  # a SYN may get in, but no SYN-ACK gets out: no connection is ever made
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
     bypasses = list(_filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
     bypasses.extend(_nat_bypasses(tables, packet, ''))
@@ -699,6 +701,19 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
     if nft_tables:
         bypasses.extend(_nft_bypasses(nft_tables, family, packet))
     return bypasses
+
+
+def replies_never_leave(tables: Dict[str, Table]) -> bool:
+    """Whether filter OUTPUT drops everything but loopback (UFW's ip6tables with IPV6=no): its
+    policy drops or rejects and each of its rules matches only `-o lo`."""
+    chain = (tables.get('filter') or Table('filter')).chains.get('OUTPUT')
+    if chain is None or chain.policy not in ('DROP', 'REJECT'):
+        return False
+    for rule in chain.rules:
+        out = rule.criterion('-o')
+        if out is None or out.negated or str(out.value) != 'lo':
+            return False
+    return True
 
 
 def has_ufw_chains(tables: Optional[Dict[str, Table]], family: str) -> bool:

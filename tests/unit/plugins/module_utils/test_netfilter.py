@@ -556,3 +556,11 @@ def test_an_allow_to_an_address_the_host_does_not_have_lets_nothing_in():
     assert kinds(["10.89.20.77"]) == ["ufw_allows"]          # ours: it lets the port in
     assert kinds(["10.89.20.77", "10.89.7.81"]) == ["ufw_allows"]  # one of ours: still in (to that address)
     assert kinds(None) == ["ufw_allows"]                     # addresses unknown: conservative
+
+
+def test_tcp_is_not_let_in_where_no_reply_can_leave():
+    """UFW's ip6tables with IPV6=no (captured) plus an INPUT accept: OUTPUT drops all but loopback."""
+    tables = tables_of("ipv6_off_accept_rule.v6.save")
+    assert find_bypasses(tables, "ipv6", "tcp", 5061) == []
+    opened = parse_iptables_save(fixture_text("ipv6_off_accept_rule.v6.save").replace(":OUTPUT DROP", ":OUTPUT ACCEPT"))
+    assert [bypass.kind for bypass in find_bypasses(opened, "ipv6", "tcp", 5061)] == ["input_accept"]
