@@ -471,6 +471,10 @@ class _Packet(NamedTuple):
     outside: Tuple[Network, ...] = ()
     # This host's own addresses, when known: a rule's -d matches the packet only through them.
     local: Tuple[Address, ...] = ()
+    # What a path through the rules has assumed of the (unknown) input interface: the one it
+    # arrived on, or the ones it did not - so that one path never assumes both.
+    iface: Optional[str] = None
+    not_ifaces: frozenset = frozenset()
 
 
 class _Fork(NamedTuple):
@@ -509,6 +513,29 @@ def _destination_matches(network: Network, local: Tuple[Address, ...]) -> Option
     return True if all(mine) else False if not any(mine) else None
 
 
+def _interface_matches(name: str, packet: _Packet) -> Optional[bool]:
+    if name == 'lo':
+        return False  # a remote packet never arrives on lo
+    if name.endswith('+'):
+        return packet.iface.startswith(name[:-1]) if packet.iface else None
+    if packet.iface:
+        return packet.iface == name
+    return False if name in packet.not_ifaces else None
+
+
+def _assumed(rule: IptRule, packet: _Packet, matched: bool, undecided: Tuple[str, ...]) -> _Packet:
+    """The packet as the path that takes (matched) or skips this undecided rule knows it."""
+    interface = rule.criterion('-i')
+    if interface is None or interface.negated or str(interface.value).endswith('+') or str(interface.value) == 'lo':
+        return packet
+    name = str(interface.value)
+    if matched:
+        return packet._replace(iface=name)
+    if undecided == ('-i %s' % name,) and packet.iface is None:
+        return packet._replace(not_ifaces=packet.not_ifaces | {name})  # only the interface kept it from matching
+    return packet
+
+
 def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]:
     flag, value = criterion.flag, criterion.value
     if flag == '-p':
@@ -518,7 +545,7 @@ def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]
     elif flag == '-d':
         result = _destination_matches(value, packet.local)
     elif flag == '-i':
-        result = False if value == 'lo' else None  # a remote packet never arrives on lo
+        result = _interface_matches(str(value), packet)
     elif flag == '-o':
         result = False  # INPUT and PREROUTING have no output interface yet
     elif flag == '-f':
@@ -599,11 +626,11 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
     outcomes = []
     seen = set()
     # A state is the call stack of (chain, next rule position); the same state always ends the same way.
-    pending = [(((base_chain, 0),), (base_chain,), None)]
+    pending = [(((base_chain, 0),), (base_chain,), None, packet)]
     while pending:
-        stack, path, fork = pending.pop()
-        while stack not in seen:
-            seen.add(stack)
+        stack, path, fork, packet = pending.pop()
+        while (stack, packet.iface, packet.not_ifaces) not in seen:
+            seen.add((stack, packet.iface, packet.not_ifaces))
             if not stack:
                 outcomes.append(_Outcome(policy.lower(), None, path, fork))
                 break
@@ -619,6 +646,7 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
                 stack = next_rule
                 continue
             taken_fork = fork if matched or fork else _Fork(rule, path, undecided)
+            taken_packet = _assumed(rule, packet, True, undecided) if matched is None else packet
             if rule.target in chains:
                 if any(frame[0] == rule.target for frame in stack):
                     raise NetfilterParseError(rule.line_number, rule.raw, 'jump loops back into %s' % rule.target)
@@ -630,8 +658,9 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
                 taken = None
             if matched is None:
                 if taken is not None:
-                    pending.append(taken + (taken_fork,))
+                    pending.append(taken + (taken_fork, taken_packet))
                 stack = next_rule
+                packet = _assumed(rule, packet, False, undecided)
             elif taken is None:
                 break
             else:

@@ -564,3 +564,27 @@ def test_tcp_is_not_let_in_where_no_reply_can_leave():
     assert find_bypasses(tables, "ipv6", "tcp", 5061) == []
     opened = parse_iptables_save(fixture_text("ipv6_off_accept_rule.v6.save").replace(":OUTPUT DROP", ":OUTPUT ACCEPT"))
     assert [bypass.kind for bypass in find_bypasses(opened, "ipv6", "tcp", 5061)] == ["input_accept"]
+
+
+INTERFACE_RULES = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -j ufw-user-input
+-A ufw-user-input %s -p udp -m multiport --dports 5000:5100 -j DROP
+-A ufw-user-input -i %s -p udp -m udp --dport 5061 -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("first,second,let_in", [
+    ("-i eth0", "eth0", False),           # the differential test's state: denied on eth0 before the allow on eth0
+    ("-i eth0", "eth1", True),            # allowed on another interface
+    ("-i eth0 -s 10.0.0.0/8", "eth0", True),  # the deny may miss for its source: the allow can decide
+    ("", "eth0", False),                  # denied on every interface
+])
+def test_one_path_never_assumes_the_packet_arrived_on_two_interfaces(first, second, let_in):
+    tables = parse_iptables_save(INTERFACE_RULES % (first, second))
+    assert bool(find_bypasses(tables, "ipv4", "udp", 5061)) is let_in
+    assert (verdict_for_port(tables, "ipv4", "udp", 5061).action != "drop") is let_in
