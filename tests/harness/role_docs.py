@@ -43,8 +43,8 @@ def render(spec):
         if option.get("choices"):
             kind += ": " + ", ".join("`%s`" % choice for choice in option["choices"])
         default = "`%s`" % json.dumps(option["default"]) if "default" in option else "required"
-        out.append("| `%s` | %s | %s | %s |" % (name, kind, default.replace("|", "\\|"),
-                                                  " ".join(plain(line) for line in lines(option["description"]))))
+        meaning = " ".join(plain(line) for line in lines(option["description"]))
+        out.append("| `%s` | %s | %s | %s |" % (name, kind, default.replace("|", "\\|"), meaning))
     out += ["", "`ansible-doc -t role sipguard.firewall.sips` shows the same from the installed collection.", ""]
     return "\n".join(out)
 

@@ -496,7 +496,9 @@ def _narrowed(name, old, new):
 ])
 def test_an_accept_only_trusted_sources_match_is_no_bypass(name, old, new):
     tables = _narrowed(name, old, new)
-    kinds = lambda trusted: [bypass.kind for bypass in find_bypasses(tables, "ipv4", "tcp", 5061, trusted=trusted)]
+
+    def kinds(trusted):
+        return [bypass.kind for bypass in find_bypasses(tables, "ipv4", "tcp", 5061, trusted=trusted)]
     assert kinds(["10.89.20.0/24"]) == []                 # only the trusted network is let in
     assert kinds(["10.0.0.0/8", "fd00::/8"]) == []         # inside a wider trusted network
     assert kinds([]) and kinds(["10.89.21.0/24"])          # untrusted senders in that network get in
@@ -551,7 +553,9 @@ COMMIT
 def test_an_allow_to_an_address_the_host_does_not_have_lets_nothing_in():
     """The differential test's minimal state: `allow in to 10.89.20.77 port 5061 proto udp`."""
     tables = parse_iptables_save(ALLOW_TO_ANOTHER_ADDRESS)
-    kinds = lambda local: [bypass.kind for bypass in find_bypasses(tables, "ipv4", "udp", 5061, local_addresses=local)]
+
+    def kinds(local):
+        return [bypass.kind for bypass in find_bypasses(tables, "ipv4", "udp", 5061, local_addresses=local)]
     assert kinds(["10.89.7.81"]) == []                       # not one of ours: nothing sent here matches
     assert kinds(["10.89.20.77"]) == ["ufw_allows"]          # ours: it lets the port in
     assert kinds(["10.89.20.77", "10.89.7.81"]) == ["ufw_allows"]  # one of ours: still in (to that address)
