@@ -105,7 +105,8 @@ def run_audit(host, request):
                 reasons.insert(0, _who_listens(serving, owners))
             elif bypasses and not exposed:
                 notes.append("the firewall lets %s/%d in, but nothing listens on it now" % (protocol, request.port))
-            firewall = verdict_for_port(live, family, protocol, request.port, local=snapshot.local.get(family))
+            firewall = verdict_for_port(live, family, protocol, request.port, local=snapshot.local.get(family),
+                                        interfaces=snapshot.interfaces)
             # UFW's rule list decides nothing for a family whose rules it does not load (IPV6=no).
             verdict = (ufw_rule_verdict(snapshot.rules[family].rules, request.port, protocol,
                                         policies.get("incoming", "?"))

@@ -390,3 +390,16 @@ def local_addresses(host):
         if text:
             result[family] = parse(text)
     return result
+
+
+NET_DEV = "/proc/net/dev"
+
+
+def parse_net_dev(text):
+    """The host's network interfaces (/proc/net/dev) other than lo, in order."""
+    names = []
+    for line in (text or "").splitlines()[2:]:
+        name = line.split(":", 1)[0].strip()
+        if ":" in line and name and name != "lo" and name not in names:
+            names.append(name)
+    return names

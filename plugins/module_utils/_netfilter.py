@@ -475,6 +475,8 @@ class _Packet(NamedTuple):
     # arrived on, or the ones it did not - so that one path never assumes both.
     iface: Optional[str] = None
     not_ifaces: frozenset = frozenset()
+    # The host's interfaces other than lo, when known: excluding all but one decides the interface.
+    interfaces: frozenset = frozenset()
 
 
 class _Fork(NamedTuple):
@@ -532,7 +534,11 @@ def _assumed(rule: IptRule, packet: _Packet, matched: bool, undecided: Tuple[str
     if matched:
         return packet._replace(iface=name)
     if undecided == ('-i %s' % name,) and packet.iface is None:
-        return packet._replace(not_ifaces=packet.not_ifaces | {name})  # only the interface kept it from matching
+        excluded = packet.not_ifaces | {name}  # only the interface kept it from matching
+        remaining = packet.interfaces - excluded
+        if packet.interfaces and len(remaining) == 1:
+            return packet._replace(iface=next(iter(remaining)), not_ifaces=excluded)
+        return packet._replace(not_ifaces=excluded)
     return packet
 
 
@@ -669,7 +675,8 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
 
 
 def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
-            outside: Sequence[str] = (), local: Optional[Sequence[str]] = None) -> _Packet:
+            outside: Sequence[str] = (), local: Optional[Sequence[str]] = None,
+            interfaces: Optional[Sequence[str]] = None) -> _Packet:
     if family not in _NFT_FAMILIES_SEEN_BY:
         raise ValueError('family must be ipv4 or ipv6, not %r' % (family,))
     if protocol not in ('tcp', 'udp'):
@@ -683,15 +690,20 @@ def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
     networks = tuple(network for network in (ipaddress.ip_network(item, strict=False) for item in outside)
                      if network.version == version)
     mine = tuple(item for item in (ipaddress.ip_address(value) for value in local or ()) if item.version == version)
-    return _Packet(protocol, port, address, networks, mine)
+    return _Packet(protocol, port, address, networks, mine,
+                   interfaces=frozenset(name for name in interfaces or () if name != 'lo'))
 
 
 def verdict_for_port(tables: Dict[str, Table], family: str, protocol: str, port: int,
-                     source: Optional[str] = None, local: Optional[Sequence[str]] = None) -> Verdict:
+                     source: Optional[str] = None, local: Optional[Sequence[str]] = None,
+                     interfaces: Optional[Sequence[str]] = None) -> Verdict:
     """What filter INPUT does with a new connection to the port, first match wins.
 
     With source None the sender is unknown, so source-restricted rules are undecidable."""
-    outcomes = _outcomes(tables.get('filter'), 'INPUT', _packet(family, protocol, port, source, local=local))
+    if protocol == 'tcp' and replies_never_leave(tables):
+        return Verdict(DROP, None, ('OUTPUT',))  # the SYN-ACK never leaves: no connection is made
+    outcomes = _outcomes(tables.get('filter'), 'INPUT',
+                         _packet(family, protocol, port, source, local=local, interfaces=interfaces))
     main = next(outcome for outcome in outcomes if outcome.fork is None)
     for outcome in outcomes:
         if outcome.action == UNCERTAIN or (outcome.action == ACCEPT) != (main.action == ACCEPT):
@@ -708,7 +720,8 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
                   nft_tables: Optional[Sequence[NftTable]] = None,
                   other_tables: Optional[Dict[str, Table]] = None, backend: str = 'nft',
                   ufw_absent_reason: Optional[str] = None, trusted: Sequence[str] = (),
-                  local_addresses: Optional[Sequence[str]] = None) -> List[Bypass]:
+                  local_addresses: Optional[Sequence[str]] = None,
+                  interfaces: Optional[Sequence[str]] = None) -> List[Bypass]:
     """Everything that can still let a new connection reach the port past ufw's deny - from a
     sender outside the trusted networks (an accept that matches only trusted sources is none).
 
@@ -718,11 +731,12 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
     parse_nft_ruleset() of `nft list ruleset`. ufw_absent_reason says why ufw has no chains
     in tables (default: "ufw is not active"); local_addresses: the host's own addresses of the
     family (a rule for another destination address then matches nothing sent to this host)."""
-    packet = _packet(family, protocol, port, outside=trusted, local=local_addresses)
+    packet = _packet(family, protocol, port, outside=trusted, local=local_addresses, interfaces=interfaces)
     if protocol == 'tcp' and replies_never_leave(tables):
         return []  # a SYN may get in, but no SYN-ACK gets out: no connection is ever made
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
-    bypasses = list(_filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
+    bypasses = [] if _always_redirected(tables, packet) else list(
+        _filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
     bypasses.extend(_nat_bypasses(tables, packet, ''))
     other_tables = other_tables if other_tables is not None else legacy_tables
     if other_tables:
@@ -840,6 +854,16 @@ def _dnat_port(destination: Optional[str]) -> Optional[str]:
     if destination.count(':') == 1:
         return destination.split(':', 1)[1]
     return None
+
+
+def _always_redirected(tables: Dict[str, Table], packet: _Packet) -> bool:
+    """Whether nat PREROUTING redirects every new connection to the port to another local port:
+    filter INPUT then never sees the port itself (its REDIRECT is judged as a NAT bypass)."""
+    if tables.get('nat') is None:
+        return False
+    outcomes = _outcomes(tables['nat'], 'PREROUTING', packet)
+    return all(outcome.action == 'redirect' and outcome.rule.target_options.get('--to-ports', str(packet.port))
+               != str(packet.port) for outcome in outcomes)
 
 
 def _filter_drops_port(tables: Dict[str, Table], packet: _Packet, to_ports: str) -> bool:

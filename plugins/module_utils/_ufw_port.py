@@ -18,14 +18,16 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
 from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import (
     ProcNetError,
     find_listeners,
     listener_record,
+    NET_DEV,
     local_addresses,
+    parse_net_dev,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
@@ -190,6 +192,8 @@ class UfwSnapshot:
     installed: bool = True
     # The host's own addresses by family (/proc/net/fib_trie, /proc/net/if_inet6); empty when unknown.
     local: Dict[str, list] = field(default_factory=dict)
+    # The host's interfaces other than lo (/proc/net/dev); empty when unknown.
+    interfaces: List[str] = field(default_factory=list)
 
     @property
     def enabled(self):
@@ -327,7 +331,8 @@ def read_snapshot(host, families, require_ufw=True):
         conf=parse_key_values(conf_text),
         defaults=parse_key_values(host.read_text(UFW_DEFAULTS)),
         backends=backends, rules_text=rules_text, rules=rules, live=live, other=other, tools=tools,
-        notes=notes, installed=installed, local=local_addresses(host))
+        notes=notes, installed=installed, local=local_addresses(host),
+        interfaces=parse_net_dev(host.read_text(NET_DEV)))
 
 
 # ----------------------------------------------------------------------------------
@@ -600,7 +605,8 @@ def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=No
                                 backend=snapshot.backends.get(family, "nft"),
                                 ufw_absent_reason=ufw_ipv6_unmanaged(snapshot, tables, family),
                                 trusted=request.sources_for(family),
-                                local_addresses=snapshot.local.get(family)):
+                                local_addresses=snapshot.local.get(family),
+                                interfaces=snapshot.interfaces):
         if bypass.kind == BYPASS_LEGACY_RULES:
             warnings.append(bypass.reason)
         elif not _is_trusted_allow(bypass, request, family):

@@ -592,3 +592,40 @@ def test_one_path_never_assumes_the_packet_arrived_on_two_interfaces(first, seco
     tables = parse_iptables_save(INTERFACE_RULES % (first, second))
     assert bool(find_bypasses(tables, "ipv4", "udp", 5061)) is let_in
     assert (verdict_for_port(tables, "ipv4", "udp", 5061).action != "drop") is let_in
+
+
+DENY_ON_EACH_INTERFACE = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -j ufw-user-input
+-A ufw-user-input -i eth0 -p tcp -m tcp --dport 5061 -j DROP
+-A ufw-user-input -i eth1 -p tcp -m tcp --dport 5061 -j DROP
+COMMIT
+"""
+
+
+def test_denied_on_every_interface_the_host_has_lets_nothing_in():
+    """The differential test's state: default allow, `deny in on eth0` and `deny in on eth1` for 5061
+    on a host with just those two interfaces."""
+    tables = parse_iptables_save(DENY_ON_EACH_INTERFACE)
+    assert find_bypasses(tables, "ipv4", "tcp", 5061, interfaces=["eth0", "eth1"]) == []
+    assert verdict_for_port(tables, "ipv4", "tcp", 5061, interfaces=["eth0", "eth1"]).action == "drop"
+    assert find_bypasses(tables, "ipv4", "tcp", 5061, interfaces=["eth0", "eth1", "eth2"])  # eth2 gets in
+    assert find_bypasses(tables, "ipv4", "tcp", 5061)  # interfaces unknown: conservative
+
+
+def test_an_allow_that_a_redirect_always_bypasses_lets_nothing_in():
+    """`allow 5061/tcp` with every 5061 connection redirected to 8080, which nothing allows."""
+    text = (REDIRECT_TO_8080 % "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT").replace("-p udp -m udp --dport 5061",
+                                                                                         "-p tcp -m tcp --dport 5061")
+    assert find_bypasses(parse_iptables_save(text), "ipv4", "tcp", 5061) == []
+    conditional = text.replace("-A PREROUTING -p tcp", "-A PREROUTING -s 10.0.0.0/8 -p tcp")
+    assert [bypass.kind for bypass in find_bypasses(parse_iptables_save(conditional), "ipv4", "tcp", 5061)] == [
+        "input_accept"]  # senders outside 10/8 are not redirected: the accept lets them in
+
+
+def test_the_firewall_verdict_is_drop_where_no_tcp_reply_can_leave():
+    assert verdict_for_port(tables_of("ipv6_off_accept_rule.v6.save"), "ipv6", "tcp", 5061).action == "drop"
+    assert verdict_for_port(tables_of("ipv6_off_accept_rule.v6.save"), "ipv6", "udp", 5061).action == "drop"
