@@ -477,6 +477,8 @@ class _Packet(NamedTuple):
     not_ifaces: frozenset = frozenset()
     # The host's interfaces other than lo, when known: excluding all but one decides the interface.
     interfaces: frozenset = frozenset()
+    # Networks a path has assumed the source to be inside (it took a rule only that decided).
+    inside: Tuple[Network, ...] = ()
 
 
 class _Fork(NamedTuple):
@@ -497,9 +499,14 @@ def _negate(result: Optional[bool], negated: bool) -> Optional[bool]:
 
 
 def _address_matches(network: Network, address: Optional[Address],
-                     outside: Tuple[Network, ...] = ()) -> Optional[bool]:
+                     outside: Tuple[Network, ...] = (), inside: Tuple[Network, ...] = ()) -> Optional[bool]:
     if address is not None:
         return address in network
+    mine = [other for other in inside if other.version == network.version]
+    if any(other.subnet_of(network) for other in mine):
+        return True  # the sender is inside a network within this one
+    if any(not other.overlaps(network) for other in mine):
+        return False
     if any(network.version == other.version and network.subnet_of(other) for other in outside):
         return False  # the sender is outside every one of these networks
     # Unknown, but a remote sender and a local unicast destination are never loopback or multicast.
@@ -527,6 +534,7 @@ def _interface_matches(name: str, packet: _Packet) -> Optional[bool]:
 
 def _assumed(rule: IptRule, packet: _Packet, matched: bool, undecided: Tuple[str, ...]) -> _Packet:
     """The packet as the path that takes (matched) or skips this undecided rule knows it."""
+    packet = _assumed_source(rule, packet, matched, undecided)
     interface = rule.criterion('-i')
     if interface is None or interface.negated or str(interface.value).endswith('+') or str(interface.value) == 'lo':
         return packet
@@ -542,12 +550,24 @@ def _assumed(rule: IptRule, packet: _Packet, matched: bool, undecided: Tuple[str
     return packet
 
 
+def _assumed_source(rule: IptRule, packet: _Packet, matched: bool, undecided: Tuple[str, ...]) -> _Packet:
+    """What a path knows of the unknown source after taking or skipping a rule with -s NETWORK."""
+    source = rule.criterion('-s')
+    if source is None or source.negated or packet.source is not None:
+        return packet
+    if matched:
+        return packet._replace(inside=packet.inside + (source.value,))
+    if undecided == _render((source,)):
+        return packet._replace(outside=packet.outside + (source.value,))  # only the source kept it out
+    return packet
+
+
 def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]:
     flag, value = criterion.flag, criterion.value
     if flag == '-p':
         result = value in ('all', '0') or _PROTOCOL_NAMES.get(value, value) == packet.protocol
     elif flag == '-s':
-        result = _address_matches(value, packet.source, packet.outside)
+        result = _address_matches(value, packet.source, packet.outside, packet.inside)
     elif flag == '-d':
         result = _destination_matches(value, packet.local)
     elif flag == '-i':
@@ -624,6 +644,9 @@ def _match(rule: IptRule, packet: _Packet) -> Tuple[Optional[bool], Tuple[str, .
     return (None if undecided else True), _render(undecided)
 
 
+_MAX_ASSUMING_FORKS = 256  # bounds the walk on rule sets with many undecidable rules (conservative past it)
+
+
 def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[_Outcome]:
     """Every way the packet can leave base_chain. Undecidable rules are followed both ways;
     exactly one outcome (the main path, where none of them matches) has no fork."""
@@ -633,10 +656,11 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
     seen = set()
     # A state is the call stack of (chain, next rule position); the same state always ends the same way.
     pending = [(((base_chain, 0),), (base_chain,), None, packet)]
+    forks = 0  # assumptions kept per path make paths distinct: past this many forks, no new ones
     while pending:
         stack, path, fork, packet = pending.pop()
-        while (stack, packet.iface, packet.not_ifaces) not in seen:
-            seen.add((stack, packet.iface, packet.not_ifaces))
+        while (stack, packet.iface, packet.not_ifaces, packet.inside, packet.outside) not in seen:
+            seen.add((stack, packet.iface, packet.not_ifaces, packet.inside, packet.outside))
             if not stack:
                 outcomes.append(_Outcome(policy.lower(), None, path, fork))
                 break
@@ -652,7 +676,9 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
                 stack = next_rule
                 continue
             taken_fork = fork if matched or fork else _Fork(rule, path, undecided)
-            taken_packet = _assumed(rule, packet, True, undecided) if matched is None else packet
+            assume = matched is None and forks < _MAX_ASSUMING_FORKS
+            forks += matched is None
+            taken_packet = _assumed(rule, packet, True, undecided) if assume else packet
             if rule.target in chains:
                 if any(frame[0] == rule.target for frame in stack):
                     raise NetfilterParseError(rule.line_number, rule.raw, 'jump loops back into %s' % rule.target)
@@ -666,7 +692,7 @@ def _outcomes(table: Optional[Table], base_chain: str, packet: _Packet) -> List[
                 if taken is not None:
                     pending.append(taken + (taken_fork, taken_packet))
                 stack = next_rule
-                packet = _assumed(rule, packet, False, undecided)
+                packet = _assumed(rule, packet, False, undecided) if assume else packet
             elif taken is None:
                 break
             else:

@@ -629,3 +629,34 @@ def test_an_allow_that_a_redirect_always_bypasses_lets_nothing_in():
 def test_the_firewall_verdict_is_drop_where_no_tcp_reply_can_leave():
     assert verdict_for_port(tables_of("ipv6_off_accept_rule.v6.save"), "ipv6", "tcp", 5061).action == "drop"
     assert verdict_for_port(tables_of("ipv6_off_accept_rule.v6.save"), "ipv6", "udp", 5061).action == "drop"
+
+
+SOURCE_RULES = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -j ufw-user-input
+-A ufw-user-input -s 10.89.21.248/31 -p tcp -m multiport --dports 5000:5100 -j REJECT --reject-with tcp-reset
+-A ufw-user-input -s %s -d 10.89.21.15/32 -p tcp -m tcp --dport 5061 -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("second,let_in", [
+    ("10.89.21.248/31", False),  # the differential test's state: rejected from there before the allow from there
+    ("10.89.21.249/32", False),  # inside the rejected network
+    ("10.89.21.0/24", True),     # the rest of the /24 is not rejected
+])
+def test_one_path_never_assumes_a_source_both_outside_and_inside_a_network(second, let_in):
+    tables = parse_iptables_save(SOURCE_RULES % second)
+    local = ["10.89.20.15", "10.89.21.15"]
+    assert bool(find_bypasses(tables, "ipv4", "tcp", 5061, local_addresses=local)) is let_in
+
+
+def test_many_undecidable_rules_keep_the_walk_bounded():
+    lines = "\n".join("-A ufw-user-input -s 10.%d.%d.0/24 -i eth%d -p tcp -m tcp --dport 5061 -j ufw-user-input2"
+                      % (index // 200, index % 200, index % 7) for index in range(600))
+    text = ("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-user-input - [0:0]\n"
+            ":ufw-user-input2 - [0:0]\n-A INPUT -j ufw-user-input\n%s\n-A ufw-user-input2 -j RETURN\nCOMMIT\n" % lines)
+    assert find_bypasses(parse_iptables_save(text), "ipv4", "tcp", 5061) == []
