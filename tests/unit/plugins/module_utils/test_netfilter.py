@@ -618,8 +618,8 @@ def test_denied_on_every_interface_the_host_has_lets_nothing_in():
 
 def test_an_allow_that_a_redirect_always_bypasses_lets_nothing_in():
     """`allow 5061/tcp` with every 5061 connection redirected to 8080, which nothing allows."""
-    text = (REDIRECT_TO_8080 % "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT").replace("-p udp -m udp --dport 5061",
-                                                                                         "-p tcp -m tcp --dport 5061")
+    allowed = REDIRECT_TO_8080 % "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT"
+    text = allowed.replace("-p udp -m udp --dport 5061", "-p tcp -m tcp --dport 5061")
     assert find_bypasses(parse_iptables_save(text), "ipv4", "tcp", 5061) == []
     conditional = text.replace("-A PREROUTING -p tcp", "-A PREROUTING -s 10.0.0.0/8 -p tcp")
     assert [bypass.kind for bypass in find_bypasses(parse_iptables_save(conditional), "ipv4", "tcp", 5061)] == [
