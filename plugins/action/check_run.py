@@ -65,13 +65,13 @@ def check_run(params, new_id=_report_store.new_run_id):
     """The module result: the run's id and settings as facts, or failed with every problem named."""
     settings = params["settings"]
     problems = disagreements(settings, params["earlier"])
-    dir_problem = _report_store.dir_problem(params["report_dir"])
+    dir_problem, warnings = _report_store.preflight(params["report_dir"])
     if dir_problem:
         problems.append(dir_problem)
     if problems:
         return dict(failed=True, changed=False, msg="; ".join(problems), problems=problems)
-    # warned once per run: the first check (the playbooks' check over every host, or the first batch)
-    warnings = [] if params["earlier_run_id"] else _report_store.preflight(params["report_dir"])[1]
+    if params["earlier_run_id"]:
+        warnings = []  # warned once per run: the first check (the playbooks' check over every host, or the first batch)
     run_id = params["run_id"]
     if run_id:
         run_id = "%s-%s" % (run_id, params["mode"]) if params["mode"] else run_id

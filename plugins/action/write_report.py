@@ -25,12 +25,6 @@ from ansible.parsing.ajson import AnsibleJSONEncoder
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report, _report_store
 from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
-JSON_NAME = _report_store.JSON_NAME
-HTML_NAME = _report_store.HTML_NAME
-PREVIOUS_NAME = _report_store.PREVIOUS_NAME
-DIR_MODE = _report_store.DIR_MODE
-FILE_MODE = _report_store.FILE_MODE
-
 ARGUMENT_SPEC = {
     "dir": {"type": "path", "required": True},
     "report": {"type": "dict"},
@@ -50,10 +44,6 @@ REQUIRED_TOGETHER = [["report", "html"], ["hosts", "run_id", "html_template"]]
 REQUIRED_ONE_OF = [["report", "hosts"]]
 
 
-def _write_atomically(path, text):
-    _report_store.write_atomically(path, text)
-
-
 def write_report_files(directory, report, html, check_mode=False):
     """Write JSON + HTML into directory, the JSON there before becoming the previous report.
 
@@ -68,12 +58,12 @@ def write_report_files(directory, report, html, check_mode=False):
     if check_mode:
         return result
     if result["created_dir"]:
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        os.makedirs(directory, mode=_report_store.DIR_MODE, exist_ok=True)
     if result["previous_kept"]:
         # a rename, so the previous report is exactly the last one written, never half of one
         os.replace(paths["json"], paths["previous"])
-    _write_atomically(paths["json"], text)
-    _write_atomically(paths["html"], html)
+    _report_store.write_atomically(paths["json"], text)
+    _report_store.write_atomically(paths["html"], html)
     result["written"] = [paths["json"], paths["html"]]
     return result
 

@@ -382,14 +382,26 @@ def parse_if_inet6(text):
     return found
 
 
-def local_addresses(host):
-    """{family: [addresses]} of this host; a family whose table cannot be read is absent."""
-    result = {}
-    for family, path, parse in (("ipv4", FIB_TRIE, parse_fib_trie), ("ipv6", IF_INET6, parse_if_inet6)):
-        text = host.read_text(path)
-        if text:
-            result[family] = parse(text)
-    return result
+def parse_if_inet6_interfaces(text):
+    """The interfaces other than loopback that have an IPv6 address, in order."""
+    names = []
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5] != "lo" and fields[5] not in names:
+            names.append(fields[5])
+    return names
+
+
+def host_addresses(host):
+    """({family: [addresses]}, [interfaces with an IPv6 address]) of this host, each table read
+    once; a family whose table cannot be read is absent."""
+    fib_trie, if_inet6 = host.read_text(FIB_TRIE), host.read_text(IF_INET6)
+    local = {}
+    if fib_trie:
+        local["ipv4"] = parse_fib_trie(fib_trie)
+    if if_inet6:
+        local["ipv6"] = parse_if_inet6(if_inet6)
+    return local, parse_if_inet6_interfaces(if_inet6)
 
 
 NET_DEV = "/proc/net/dev"

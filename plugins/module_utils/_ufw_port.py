@@ -26,12 +26,11 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._listeners impor
     find_listeners,
     listener_record,
     NET_DEV,
-    local_addresses,
+    host_addresses,
     parse_net_dev,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
     BYPASS_LEGACY_RULES,
-    BYPASS_UFW_ALLOWS,
     find_bypasses,
     has_ufw_chains,
     parse_chain_lines,
@@ -192,8 +191,9 @@ class UfwSnapshot:
     installed: bool = True
     # The host's own addresses by family (/proc/net/fib_trie, /proc/net/if_inet6); empty when unknown.
     local: Dict[str, list] = field(default_factory=dict)
-    # The host's interfaces other than lo (/proc/net/dev); empty when unknown.
+    # The host's interfaces other than lo (/proc/net/dev), and those with an IPv6 address; empty when unknown.
     interfaces: List[str] = field(default_factory=list)
+    ipv6_interfaces: List[str] = field(default_factory=list)
 
     @property
     def enabled(self):
@@ -277,9 +277,6 @@ def _read_other_backend(host, files, backend):
         return {}, "cannot read the %s backend's tables, so rules there are not judged: %s" % (backend, exc)
 
 
-IF_INET6 = "/proc/net/if_inet6"
-
-
 def read_snapshot(host, families, require_ufw=True):
     """Read UFW's configuration, its rule files and the running rule set of each family.
 
@@ -326,12 +323,13 @@ def read_snapshot(host, families, require_ufw=True):
         backends[family], live[family] = backend, tables
         if other_tables:
             other[family] = other_tables
+    local, ipv6_interfaces = host_addresses(host)
     return UfwSnapshot(
         version=version_match.group(1) if version_match else None,
         conf=parse_key_values(conf_text),
         defaults=parse_key_values(host.read_text(UFW_DEFAULTS)),
         backends=backends, rules_text=rules_text, rules=rules, live=live, other=other, tools=tools,
-        notes=notes, installed=installed, local=local_addresses(host),
+        notes=notes, installed=installed, local=local, ipv6_interfaces=ipv6_interfaces,
         interfaces=parse_net_dev(host.read_text(NET_DEV)))
 
 
@@ -558,18 +556,6 @@ def apply_start(host, snapshot, plans, defaults_updates):
 # Verifying (pure)
 # ----------------------------------------------------------------------------------
 
-def _is_trusted_allow(bypass, request, family):
-    """An accept that exists because the task asked for it: a trusted source's allow."""
-    rule = bypass.rule
-    if bypass.kind != BYPASS_UFW_ALLOWS or rule is None or rule.chain != user_input_chain(family):
-        return False
-    source = rule.source
-    if source is None or source.negated:
-        return False
-    return any(source.value.subnet_of(ipaddress.ip_network(trusted)) for trusted in request.sources_for(family)
-               if ipaddress.ip_network(trusted).version == source.value.version)
-
-
 def ufw_ipv6_unmanaged(snapshot, tables, family):
     """Why UFW has no chains in the family's loaded rules when that is IPV6=no; else None."""
     if family != "ipv6" or not snapshot.installed or snapshot.ipv6 or has_ufw_chains(tables, family):
@@ -609,7 +595,7 @@ def exposure_findings(request, snapshot, tables, family, protocol, nft_tables=No
                                 interfaces=snapshot.interfaces):
         if bypass.kind == BYPASS_LEGACY_RULES:
             warnings.append(bypass.reason)
-        elif not _is_trusted_allow(bypass, request, family):
+        else:  # an allow from trusted sources is none: the walk judges a sender outside them
             bypasses.append(bypass)
     return bypasses, warnings
 
@@ -704,16 +690,6 @@ def _edit_files_of_stopped_ufw(host, snapshot, plans, request, result, check_mod
     result["ufw"] = _ufw_facts(snapshot, False)
 
 
-def ipv6_interfaces(host):
-    """The interfaces other than loopback with an IPv6 address (/proc/net/if_inet6), in order."""
-    names = []
-    for line in (host.read_text(IF_INET6) or "").splitlines():
-        fields = line.split()
-        if len(fields) == 6 and fields[5] != "lo" and fields[5] not in names:
-            names.append(fields[5])
-    return names
-
-
 def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
     """inactive=enable: refuse if starting would block other traffic, else set the policies,
     write the rules and start UFW. Returns (tables after or None in check mode, ufw facts)."""
@@ -726,7 +702,7 @@ def _start_stopped_ufw(host, snapshot, plans, request, result, check_mode):
             "nothing was changed (remove them, or use inactive=fail/skip)"
             % "; ".join(_status(rule) for rule in blockers),
             dict(ufw=_ufw_facts(snapshot, False)))
-    interfaces = ipv6_interfaces(host)
+    interfaces = snapshot.ipv6_interfaces
     if not snapshot.ipv6 and interfaces:
         raise UfwPortError(
             "UFW is inactive and IPV6=no in %s: starting it would drop every IPv6 packet (UFW's policy when it "

@@ -464,9 +464,7 @@ def sips_report(host_results, probe=None, previous=None, mode="audit", port=5061
                                       check_mode=check_mode, controller_addresses=controller_addresses)
     report = assemble(records, previous=previous, mode=mode, port=port, generated=generated, check_mode=check_mode,
                       unmatched_probes=unmatched, probe_summary=probe_summary_text(probe))
-    if not records:
-        # no host: the trusted sources given still describe the run
-        report["trusted_sources"] = _strings(trusted_sources)
-    report["controller_trusted"] = report["controller_trusted"] or (
-        not records and _flag(controller_trusted, "controller_trusted"))
+    if not records:  # no host: the settings given still describe the batch
+        report.update(trusted_sources=_strings(trusted_sources),
+                      controller_trusted=_flag(controller_trusted, "controller_trusted"))
     return report

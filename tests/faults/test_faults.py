@@ -23,14 +23,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE = "localhost/sipguard-target:" + os.environ.get("SIPGUARD_SUITE", "bookworm")
-NETWORK = "sipguard-test"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
+from fleet_harness import IMAGE, NETWORK, ROOT  # noqa: E402
+
 ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "tests/harness/containers.conf"),
            ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_KEEP_REMOTE_FILES="1",
            ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0")

@@ -512,42 +512,38 @@ def test_a_wider_accept_than_the_trusted_network_stays_a_bypass():
         == ["input_accept"]
 
 
-REDIRECT_TO_8080 = """*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
-%s
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A PREROUTING -p udp -m udp --dport 5061 -j REDIRECT --to-ports 8080
-COMMIT
-"""
+def minimal_rules(*user_rules, policy="DROP", input_rules=(), nat_rules=(), extra_chains=()):
+    """A minimal iptables-save text: filter INPUT with the policy and input_rules, then (with
+    user_rules) a jump to ufw-user-input holding them; a nat table with nat_rules."""
+    lines = ["*filter", ":INPUT %s [0:0]" % policy, ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    chains = (["ufw-user-input"] if user_rules else []) + list(extra_chains)
+    lines += [":%s - [0:0]" % chain for chain in chains] + list(input_rules)
+    if user_rules:
+        lines.append("-A INPUT -j ufw-user-input")
+    lines += ["-A ufw-user-input %s" % rule for rule in user_rules] + ["COMMIT"]
+    if nat_rules:
+        lines += ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+                  ":POSTROUTING ACCEPT [0:0]"] + list(nat_rules) + ["COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
+def redirect_to_8080(*input_rules, protocol="udp"):
+    return minimal_rules(input_rules=("-A INPUT -i lo -j ACCEPT", "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT")
+                         + input_rules,
+                         nat_rules=("-A PREROUTING -p %s -m %s --dport 5061 -j REDIRECT --to-ports 8080"
+                                    % (protocol, protocol),))
 
 
 def test_a_redirect_to_a_port_the_filter_drops_lets_nothing_in():
     """The differential test's minimal state: 5061/udp redirected to 8080, which nothing allows."""
-    dropped = parse_iptables_save(REDIRECT_TO_8080 % "")
+    dropped = parse_iptables_save(redirect_to_8080())
     assert [bypass.kind for bypass in find_bypasses(dropped, "ipv4", "udp", 5061)] == []
-    allowed = parse_iptables_save(REDIRECT_TO_8080 % "-A INPUT -p udp -m udp --dport 8080 -j ACCEPT")
+    allowed = parse_iptables_save(redirect_to_8080("-A INPUT -p udp -m udp --dport 8080 -j ACCEPT"))
     reasons = [bypass.reason for bypass in find_bypasses(allowed, "ipv4", "udp", 5061)]
     assert len(reasons) == 1 and "redirects udp port 5061 to local port 8080" in reasons[0]
 
 
-ALLOW_TO_ANOTHER_ADDRESS = """*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:ufw-user-input - [0:0]
--A INPUT -j ufw-user-input
--A ufw-user-input -d 10.89.20.77/32 -p udp -m udp --dport 5061 -j ACCEPT
-COMMIT
-"""
+ALLOW_TO_ANOTHER_ADDRESS = minimal_rules("-d 10.89.20.77/32 -p udp -m udp --dport 5061 -j ACCEPT")
 
 
 def test_an_allow_to_an_address_the_host_does_not_have_lets_nothing_in():
@@ -570,16 +566,9 @@ def test_tcp_is_not_let_in_where_no_reply_can_leave():
     assert [bypass.kind for bypass in find_bypasses(opened, "ipv6", "tcp", 5061)] == ["input_accept"]
 
 
-INTERFACE_RULES = """*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:ufw-user-input - [0:0]
--A INPUT -j ufw-user-input
--A ufw-user-input %s -p udp -m multiport --dports 5000:5100 -j DROP
--A ufw-user-input -i %s -p udp -m udp --dport 5061 -j ACCEPT
-COMMIT
-"""
+def interface_rules(first, second):
+    return minimal_rules("%s -p udp -m multiport --dports 5000:5100 -j DROP" % first,
+                         "-i %s -p udp -m udp --dport 5061 -j ACCEPT" % second)
 
 
 @pytest.mark.parametrize("first,second,let_in", [
@@ -589,21 +578,13 @@ COMMIT
     ("", "eth0", False),                  # denied on every interface
 ])
 def test_one_path_never_assumes_the_packet_arrived_on_two_interfaces(first, second, let_in):
-    tables = parse_iptables_save(INTERFACE_RULES % (first, second))
+    tables = parse_iptables_save(interface_rules(first, second))
     assert bool(find_bypasses(tables, "ipv4", "udp", 5061)) is let_in
     assert (verdict_for_port(tables, "ipv4", "udp", 5061).action != "drop") is let_in
 
 
-DENY_ON_EACH_INTERFACE = """*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:ufw-user-input - [0:0]
--A INPUT -j ufw-user-input
--A ufw-user-input -i eth0 -p tcp -m tcp --dport 5061 -j DROP
--A ufw-user-input -i eth1 -p tcp -m tcp --dport 5061 -j DROP
-COMMIT
-"""
+DENY_ON_EACH_INTERFACE = minimal_rules("-i eth0 -p tcp -m tcp --dport 5061 -j DROP",
+                                       "-i eth1 -p tcp -m tcp --dport 5061 -j DROP", policy="ACCEPT")
 
 
 def test_denied_on_every_interface_the_host_has_lets_nothing_in():
@@ -618,8 +599,7 @@ def test_denied_on_every_interface_the_host_has_lets_nothing_in():
 
 def test_an_allow_that_a_redirect_always_bypasses_lets_nothing_in():
     """`allow 5061/tcp` with every 5061 connection redirected to 8080, which nothing allows."""
-    allowed = REDIRECT_TO_8080 % "-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT"
-    text = allowed.replace("-p udp -m udp --dport 5061", "-p tcp -m tcp --dport 5061")
+    text = redirect_to_8080("-A INPUT -p tcp -m tcp --dport 5061 -j ACCEPT", protocol="tcp")
     assert find_bypasses(parse_iptables_save(text), "ipv4", "tcp", 5061) == []
     conditional = text.replace("-A PREROUTING -p tcp", "-A PREROUTING -s 10.0.0.0/8 -p tcp")
     assert [bypass.kind for bypass in find_bypasses(parse_iptables_save(conditional), "ipv4", "tcp", 5061)] == [
@@ -631,16 +611,9 @@ def test_the_firewall_verdict_is_drop_where_no_tcp_reply_can_leave():
     assert verdict_for_port(tables_of("ipv6_off_accept_rule.v6.save"), "ipv6", "udp", 5061).action == "drop"
 
 
-SOURCE_RULES = """*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:ufw-user-input - [0:0]
--A INPUT -j ufw-user-input
--A ufw-user-input -s 10.89.21.248/31 -p tcp -m multiport --dports 5000:5100 -j REJECT --reject-with tcp-reset
--A ufw-user-input -s %s -d 10.89.21.15/32 -p tcp -m tcp --dport 5061 -j ACCEPT
-COMMIT
-"""
+def source_rules(second):
+    return minimal_rules("-s 10.89.21.248/31 -p tcp -m multiport --dports 5000:5100 -j REJECT --reject-with tcp-reset",
+                         "-s %s -d 10.89.21.15/32 -p tcp -m tcp --dport 5061 -j ACCEPT" % second)
 
 
 @pytest.mark.parametrize("second,let_in", [
@@ -649,14 +622,14 @@ COMMIT
     ("10.89.21.0/24", True),     # the rest of the /24 is not rejected
 ])
 def test_one_path_never_assumes_a_source_both_outside_and_inside_a_network(second, let_in):
-    tables = parse_iptables_save(SOURCE_RULES % second)
+    tables = parse_iptables_save(source_rules(second))
     local = ["10.89.20.15", "10.89.21.15"]
     assert bool(find_bypasses(tables, "ipv4", "tcp", 5061, local_addresses=local)) is let_in
 
 
 def test_many_undecidable_rules_keep_the_walk_bounded():
-    lines = "\n".join("-A ufw-user-input -s 10.%d.%d.0/24 -i eth%d -p tcp -m tcp --dport 5061 -j ufw-user-input2"
-                      % (index // 200, index % 200, index % 7) for index in range(600))
-    text = ("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-user-input - [0:0]\n"
-            ":ufw-user-input2 - [0:0]\n-A INPUT -j ufw-user-input\n%s\n-A ufw-user-input2 -j RETURN\nCOMMIT\n" % lines)
+    rules = ["-s 10.%d.%d.0/24 -i eth%d -p tcp -m tcp --dport 5061 -j ufw-user-input2"
+             % (index // 200, index % 200, index % 7) for index in range(600)]
+    text = minimal_rules(*rules, extra_chains=("ufw-user-input2",)).replace(
+        "COMMIT", "-A ufw-user-input2 -j RETURN\nCOMMIT")
     assert find_bypasses(parse_iptables_save(text), "ipv4", "tcp", 5061) == []

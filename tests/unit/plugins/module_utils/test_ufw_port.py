@@ -580,6 +580,6 @@ def test_starting_ufw_with_ipv6_off_is_refused_when_the_host_speaks_ipv6():
 
 def test_only_loopback_ipv6_does_not_refuse():
     host = FakeHost(files={"/proc/net/if_inet6": IF_INET6.splitlines()[0] + "\n"})
-    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import ipv6_interfaces
-    assert ipv6_interfaces(host) == []
-    assert ipv6_interfaces(FakeHost(files={"/proc/net/if_inet6": IF_INET6})) == ["eth0"]
+    from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import host_addresses
+    assert host_addresses(host)[1] == []
+    assert host_addresses(FakeHost(files={"/proc/net/if_inet6": IF_INET6}))[1] == ["eth0"]
