@@ -18,9 +18,13 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._listeners impor
     find_listeners,
     listener_record,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.model import (
     BYPASS_NAT,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import (
     parse_nft_ruleset,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk import (
     verdict_for_port,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (

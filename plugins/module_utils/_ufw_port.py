@@ -29,14 +29,20 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._listeners impor
     host_addresses,
     parse_net_dev,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
-    BYPASS_LEGACY_RULES,
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.bypasses import (
     find_bypasses,
-    has_ufw_chains,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.model import (
+    BYPASS_LEGACY_RULES,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import (
     parse_chain_lines,
     parse_iptables_save,
     replace_chain_rules,
     same_rules,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk import (
+    has_ufw_chains,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import (
     RulesFile,

@@ -10,7 +10,10 @@ import os
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import (
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.bypasses import (
+    find_bypasses,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.model import (
     BYPASS_BEFORE_RULES,
     BYPASS_INPUT_ACCEPT,
     BYPASS_LEGACY_RULES,
@@ -19,11 +22,14 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter impor
     BYPASS_UFW_ALLOWS,
     Criterion,
     NetfilterParseError,
-    find_bypasses,
-    has_ufw_chains,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import (
     parse_iptables_save,
     parse_nft_ruleset,
     unmanaged_nft_tables,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk import (
+    has_ufw_chains,
     verdict_for_port,
 )
 

@@ -379,13 +379,13 @@ SPELLING_PAIRS = [
 
 
 def chain_of(line):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import parse_chain_lines
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import parse_chain_lines
     return parse_chain_lines("filter", "ufw-user-input", [line])
 
 
 @pytest.mark.parametrize("file_line, saved_line", SPELLING_PAIRS)
 def test_iptables_save_spelling_of_a_loaded_rule_is_not_drift(file_line, saved_line):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import same_rules
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import same_rules
     assert same_rules(chain_of(file_line), chain_of(saved_line))
 
 
@@ -402,7 +402,7 @@ def test_iptables_save_spelling_of_a_loaded_rule_is_not_drift(file_line, saved_l
      "--mask 255.255.255.255 --rsource"),
 ])
 def test_a_loaded_rule_that_differs_is_drift(file_line, saved_line):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter import same_rules
+    from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import same_rules
     assert not same_rules(chain_of(file_line), chain_of(saved_line))
 
 
