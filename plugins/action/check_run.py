@@ -9,6 +9,7 @@ controller before any host changes (see the module's documentation)."""
 from __future__ import annotations
 
 import json
+import os
 
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report_store
 from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
@@ -20,6 +21,7 @@ ARGUMENT_SPEC = {
     "earlier_run_id": {"type": "str", "default": ""},
     "mode": {"type": "str", "default": ""},
     "report_dir": {"type": "path", "required": True},
+    "metrics_file": {"type": "path"},
 }
 HOSTS_NAMED = 5  # host names written out per value before "+N more"
 
@@ -61,6 +63,24 @@ def disagreements(settings, earlier=None):
     return problems
 
 
+def metrics_file_problem(path):
+    """Why the metrics file cannot be written where node_exporter reads it, or None (nothing is written)."""
+    if not path:
+        return None
+    if not path.endswith(".prom") or os.path.basename(path) == ".prom":
+        return ("sips_metrics_file %s does not end in .prom: node_exporter's textfile collector reads only *.prom "
+                "files" % path)
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        return "sips_metrics_file %s: its directory %s does not exist" % (path, directory)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "sips_metrics_file %s: its directory %s is not writable by this user (uid %d)" % (
+            path, directory, os.getuid())
+    if os.path.isdir(path):
+        return "sips_metrics_file %s is a directory" % path
+    return None
+
+
 def check_run(params, new_id=_report_store.new_run_id):
     """The module result: the run's id and settings as facts, or failed with every problem named."""
     settings = params["settings"]
@@ -68,6 +88,9 @@ def check_run(params, new_id=_report_store.new_run_id):
     dir_problem, warnings = _report_store.preflight(params["report_dir"])
     if dir_problem:
         problems.append(dir_problem)
+    metrics_problem = metrics_file_problem(params.get("metrics_file"))
+    if metrics_problem:
+        problems.append(metrics_problem)
     if problems:
         return dict(failed=True, changed=False, msg="; ".join(problems), problems=problems)
     if params["earlier_run_id"]:

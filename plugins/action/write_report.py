@@ -22,7 +22,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.ajson import AnsibleJSONEncoder
 
-from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report, _report_store
+from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _metrics, _report, _report_store
 from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
 ARGUMENT_SPEC = {
@@ -38,10 +38,14 @@ ARGUMENT_SPEC = {
     "controller_addresses": {"type": "list", "elements": "str"},
     "html_template": {"type": "path"},
     "alert": {"type": "bool", "default": False},
+    "alert_format": {"type": "str", "choices": list(_alert.FORMATS), "default": "generic"},
+    "metrics_file": {"type": "path"},
 }
+METRICS_MODE = 0o644  # node_exporter (its own user) reads it
 MUTUALLY_EXCLUSIVE = [["report", "hosts"], ["html", "hosts"], ["report", "html_template"]]
 REQUIRED_TOGETHER = [["report", "html"], ["hosts", "run_id", "html_template"]]
 REQUIRED_ONE_OF = [["report", "hosts"]]
+REQUIRED_BY = {"metrics_file": ["hosts"]}
 
 
 def write_report_files(directory, report, html, check_mode=False):
@@ -84,6 +88,28 @@ def html_renderer(template_path):
     return lambda report: template.render(report=report)
 
 
+def metrics_writer(path):
+    """A function report -> None that replaces the textfile-collector file at path (atomically, from a
+    temporary name that does not end in .prom), keeping the other modes' run times it held."""
+    def write(report):
+        try:
+            with open(path, encoding="utf-8") as stream:
+                previous = stream.read()
+        except (FileNotFoundError, UnicodeDecodeError):
+            previous = ""
+        _report_store.write_atomically(path, _metrics.render(report, previous), mode=METRICS_MODE)
+    return write
+
+
+def alert_result(params, report, details):
+    """What the role's alert task posts, and whether it is due (new exposures or hosts closed again)."""
+    due = bool(params["alert"] and (details["new_exposed_hosts"] or details["new_resolved_hosts"]))
+    return dict(due=due, format=params.get("alert_format", "generic"), new_exposed_hosts=details["new_exposed_hosts"],
+                resolved_hosts=details["new_resolved_hosts"],
+                body=_alert.alert_body(params.get("alert_format", "generic"), report, details["new_exposed_hosts"],
+                                       details["new_resolved_hosts"]) if due else None)
+
+
 def write_run_report(params, render_html, check_mode=False, generated=None):
     """One batch's (or slice's) hosts merged into the run's report; the module result."""
     directory = params["dir"]
@@ -97,17 +123,21 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
                   **{"%s_path" % name: paths[name] for name in ("json", "html", "previous")})
     if check_mode:
         result.update(created_dir=not os.path.isdir(directory), previous_kept=False, parts=0, warnings=[],
-                      alert_due=False, new_exposed_hosts=[], summary=None, verdicts={})
+                      alert_due=False, new_exposed_hosts=[], summary=None, verdicts={},
+                      alert=dict(due=False, format=params.get("alert_format", "generic"), new_exposed_hosts=[], resolved_hosts=[],
+                                 body=None), metrics_path=params.get("metrics_file"))
         return result
     report, details = _report_store.write_run(
         directory, params["run_id"], records, params["mode"], params["port"], params["check_mode"], generated,
         render_html, unmatched_probes=unmatched, probe_summary=_report.probe_summary_text(params["probe"]),
-        alert=params["alert"])
+        alert=params["alert"], on_written=metrics_writer(params.get("metrics_file")) if params.get("metrics_file") else None)
+    alert = alert_result(params, report, details)
     batch = set(str(name) for name in params["hosts"])
     result.update(
         created_dir=details["created_dir"], previous_kept=details["previous_kept"], parts=details["parts"],
-        written=[paths["json"], paths["html"]], new_exposed_hosts=details["new_exposed_hosts"],
-        alert_due=bool(params["alert"] and details["new_exposed_hosts"]),
+        written=[paths["json"], paths["html"]] + ([params.get("metrics_file")] if params.get("metrics_file") else []),
+        new_exposed_hosts=details["new_exposed_hosts"],
+        alert_due=alert["due"], alert=alert, metrics_path=params.get("metrics_file"),
         summary=dict((key, report[key]) for key in ("mode", "port", "counts", "exposed_hosts", "reopened_hosts",
                                                     "summary_line", "generated")),
         verdicts=dict((record["host"], dict(status=record["status"], reasons=record["reasons"]))
@@ -123,7 +153,7 @@ class ActionModule(ControllerAction):
     NAME = "write_report"
     ARGUMENT_SPEC = ARGUMENT_SPEC
     CONSTRAINTS = dict(mutually_exclusive=MUTUALLY_EXCLUSIVE, required_together=REQUIRED_TOGETHER,
-                       required_one_of=REQUIRED_ONE_OF)
+                       required_one_of=REQUIRED_ONE_OF, required_by=REQUIRED_BY)
 
     def work(self, params, task_vars):
         check_mode = bool(self._task.check_mode)
@@ -131,7 +161,7 @@ class ActionModule(ControllerAction):
             if params["hosts"] is not None:
                 return write_run_report(params, html_renderer(params["html_template"]), check_mode=check_mode)
             return write_report_files(params["dir"], params["report"], params["html"], check_mode=check_mode)
-        except _report.ReportError as exc:
+        except (_report.ReportError, _alert.AlertError) as exc:
             raise AnsibleActionFail("write_report: %s" % exc)
         except _report_store.StoreError as exc:
             raise AnsibleActionFail("cannot write the report: %s" % exc)

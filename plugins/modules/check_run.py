@@ -17,7 +17,8 @@ description:
     whole before its first batch changes anything).
   - Fails, naming the variable, the hosts and their values, when a setting that is one value per
     run (O(settings)) differs between hosts, or from what the earlier batches of the run used
-    (O(earlier)); fails, naming the path, when O(report_dir) can neither be written nor created.
+    (O(earlier)); fails, naming the path, when O(report_dir) can neither be written nor created, or
+    when O(metrics_file) does not end in C(.prom) or its directory is missing or not writable.
   - Warns, naming the file, when the report in O(report_dir) or the previous report there is not
     a readable sipguard.firewall report (a truncated file of an interrupted run) - the run goes on,
     the bad file is set aside when the report is written and not compared with.
@@ -60,6 +61,11 @@ options:
     description: The report directory on the controller.
     type: path
     required: true
+  metrics_file:
+    description:
+      - The node_exporter textfile-collector file the run will write (the role's C(sips_metrics_file));
+        empty or omitted for none. Its directory is not created.
+    type: path
 attributes:
   check_mode:
     support: full

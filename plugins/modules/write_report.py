@@ -93,10 +93,57 @@ options:
   alert:
     description:
       - With O(hosts) - whether an alert is sent for this run; the report then records which exposed
-        hosts were named (C(run.alerted_hosts)), and RV(alert_due) is true only when this write finds
-        exposed hosts that no earlier write of the run named.
+        hosts were named (C(run.alerted_hosts)) and which hosts closed again were
+        (C(run.alerted_resolved_hosts)), and RV(alert_due) is true only when this write finds
+        exposed hosts, or hosts closed again, that no earlier write of the run named.
+      - "Hosts closed again: an audit's C(newly_closed) hosts, or a V(close) of a host that was
+        exposed before it."
+      - The action sends nothing itself; RV(alert.body) is what to post (the role posts it with
+        M(ansible.builtin.uri)), so the receiver's URL never has to be an argument here.
     type: bool
     default: false
+  alert_format:
+    description:
+      - With O(hosts) - the receiver RV(alert.body) is built for, by one function each
+        (C(plugins/plugin_utils/_alert.py)).
+      - "V(generic) - the collection's own JSON object: C(source) (V(sipguard.firewall)),
+        C(run_id), C(summary) (the report's C(summary_line)), C(counts), C(exposed_hosts),
+        C(new_exposed_hosts) (not named by an earlier alert of the run), C(reopened_hosts) and
+        C(resolved_hosts) (closed again)."
+      - "V(slack) - a Slack incoming-webhook message: C(text) (the notification's fallback: the
+        title and the summary line) and C(blocks): a C(header), one C(mrkdwn) C(section) per exposed
+        host (its trend and up to three reasons; 20 hosts, then +N more), a section naming the hosts
+        closed again, and a C(context) with the summary line and the run. Within Slack's documented
+        limits (50 blocks, 3000 characters a section, 150 a header); C(&), C(<), C(>) escaped."
+      - "V(teams) - a Microsoft Teams Workflows webhook message: C(type: message) with one
+        attachment of C(contentType) C(application/vnd.microsoft.card.adaptive) whose C(content) is
+        an Adaptive Card 1.4: a title, the summary line, a C(FactSet) of the exposed hosts and their
+        reasons, and the hosts closed again."
+      - "V(alertmanager) - Alertmanager's API v2 C(POST /api/v2/alerts) list: for every exposed
+        host of the run, one alert per exposed protocol and family with the labels C(alertname)
+        (V(SipsPortExposed)), C(instance) (the inventory host name), C(port), C(protocol),
+        C(family) (V(any) for both when no reason names them) and C(severity) (V(critical)), the
+        annotations C(summary), C(reason) and C(trend), and C(startsAt) (the report's time); for
+        every host closed again one alert per protocol and family (tcp, udp; ipv4, ipv6) with
+        C(endsAt), so whatever fired for it resolves."
+    type: str
+    choices: [generic, slack, teams, alertmanager]
+    default: generic
+  metrics_file:
+    description:
+      - With O(hosts) - also write the run's report as a node_exporter textfile-collector file at this
+        path (it should end in C(.prom) and be in the collector's C(--collector.textfile.directory)).
+      - Written under the report's lock after the report, from a temporary file in the same directory
+        whose name does not end in C(.prom) (so the collector never reads half of it), fsync,
+        rename; mode C(0644), so that node_exporter's own user can read it.
+      - "Series (prefix C(sipguard_sips_)): C(exposed{host,port,protocol,family}) 0/1,
+        C(host_status{host,port,status}) 1 for the host's status and 0 for the other three,
+        C(reopened{host,port}) 0/1, C(tls_not_after_timestamp_seconds{host,port}),
+        C(hosts{port,status}), C(last_run_timestamp_seconds{mode}),
+        C(last_success_timestamp_seconds{mode}) (a run that got a verdict for every host: none
+        failed or unreachable) and C(run_info{run_id,mode,port,check_mode}) 1. The run times of the
+        other modes already in the file are kept."
+    type: path
 attributes:
   check_mode:
     support: full
@@ -199,7 +246,33 @@ new_exposed_hosts:
   type: list
   elements: str
 alert_due:
-  description: O(alert) and RV(new_exposed_hosts) is not empty.
+  description: O(alert), and RV(new_exposed_hosts) or RV(alert.resolved_hosts) is not empty.
   returned: with O(hosts)
   type: bool
+alert:
+  description: The alert of this write.
+  returned: with O(hosts)
+  type: dict
+  contains:
+    due:
+      description: The same as RV(alert_due).
+      type: bool
+    format:
+      description: O(alert_format).
+      type: str
+    new_exposed_hosts:
+      description: The same as RV(new_exposed_hosts).
+      type: list
+      elements: str
+    resolved_hosts:
+      description: Hosts closed again that no earlier write of the run named in an alert.
+      type: list
+      elements: str
+    body:
+      description: What to post to the receiver (see O(alert_format)); null when the alert is not due.
+      type: raw
+metrics_path:
+  description: O(metrics_file), or null.
+  returned: with O(hosts)
+  type: str
 """

@@ -35,7 +35,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from ansible_collections.sipguard.firewall.plugins.plugin_utils import _report
+from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _report
 
 JSON_NAME = "sips-report.json"
 HTML_NAME = "sips-report.html"
@@ -63,8 +63,11 @@ def new_run_id():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-def write_atomically(path, text):
-    """Replace path by text: a temporary file in the same directory, fsync, rename."""
+def write_atomically(path, text, mode=FILE_MODE):
+    """Replace path by text: a temporary file in the same directory, fsync, rename.
+
+    The temporary name is ``.<name>.<random>``: it never ends like the file (node_exporter's
+    textfile collector reads ``*.prom`` and must never see a half-written one)."""
     directory = os.path.dirname(path)
     handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
     try:
@@ -72,7 +75,7 @@ def write_atomically(path, text):
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, FILE_MODE)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -182,12 +185,15 @@ def _prune(runs_dir, keep):
 
 
 def write_run(directory, run_id, records, mode, port, check_mode, generated, render_html,
-              unmatched_probes=(), probe_summary=None, alert=False):
+              unmatched_probes=(), probe_summary=None, alert=False, on_written=None):
     """Add one batch's (or slice's) host records to the run's report and write it.
 
     Returns (report, details): details has created_dir, previous_kept (the last run's report became
     the previous one now), warnings, new_exposed_hosts (exposed hosts no earlier alert of this run
-    named; they are recorded as alerted when alert is true) and parts (how many were merged).
+    named; they are recorded as alerted when alert is true), new_resolved_hosts (hosts closed again
+    that no earlier alert of this run named; likewise) and parts (how many were merged).
+    on_written(report), when given, runs under the lock after the report is written (the metrics
+    file: concurrent slices write it in the order they merge, so the last one has every part).
     Raises StoreError or OSError (with the path).
     """
     if not run_id or "/" in run_id or run_id.startswith("."):
@@ -216,17 +222,24 @@ def write_run(directory, run_id, records, mode, port, check_mode, generated, ren
         if problem:
             warnings.append("%s: this run is compared with no earlier run" % problem)
         all_records, unmatched, summaries, names = _load_parts(run_dir, warnings)
-        alerted = list(((current or {}).get("run") or {}).get("alerted_hosts") or [])
+        run = (current or {}).get("run") or {}
+        alerted = list(run.get("alerted_hosts") or [])
+        alerted_resolved = list(run.get("alerted_resolved_hosts") or [])
         report = _report.assemble(all_records, previous=previous, mode=mode, port=port, generated=generated,
                                   check_mode=check_mode, unmatched_probes=unmatched,
                                   probe_summary=summaries[-1] if summaries else None,
-                                  run=dict(id=run_id, parts=len(names), alerted_hosts=alerted))
+                                  run=dict(id=run_id, parts=len(names), alerted_hosts=alerted,
+                                           alerted_resolved_hosts=alerted_resolved))
         new_exposed = [host for host in report["exposed_hosts"] if host not in alerted]
-        if alert and new_exposed:
+        new_resolved = [host for host in _alert.resolved_hosts(report) if host not in alerted_resolved]
+        if alert and (new_exposed or new_resolved):
             report["run"]["alerted_hosts"] = alerted + new_exposed
+            report["run"]["alerted_resolved_hosts"] = alerted_resolved + new_resolved
         write_atomically(files["json"], to_json(report))
         write_atomically(files["html"], render_html(report))
+        if on_written is not None:
+            on_written(report)
         keep = {run_id, ((previous or {}).get("run") or {}).get("id")}
         _prune(os.path.join(directory, RUNS_DIR), keep)
     return report, dict(created_dir=created, previous_kept=previous_kept, warnings=warnings,
-                        new_exposed_hosts=new_exposed, parts=len(names))
+                        new_exposed_hosts=new_exposed, new_resolved_hosts=new_resolved, parts=len(names))
