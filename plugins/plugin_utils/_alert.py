@@ -35,6 +35,7 @@ HOSTS_SHOWN = 20  # hosts written out in a chat message before "+N more" (Slack:
 REASONS_SHOWN = 3  # reasons per host in a chat message
 SLACK_SECTION_LIMIT = 3000  # characters of a section's text (Slack's documented maximum)
 SLACK_HEADER_LIMIT = 150
+TEAMS_FACT_LIMIT = 600  # characters of a host's reasons in a Teams card (a message stays under 28 KB)
 _PREFIX = re.compile(r"^(ipv4|ipv6)/(tcp|udp): ")
 
 
@@ -147,7 +148,7 @@ def teams(report, new_exposed, resolved):
                                                            if len(reasons) > REASONS_SHOWN else "")
             facts.append(dict(title="%s (%s%s)" % (record["host"], _trend_words(record),
                                                    ", new" if record["host"] in new_exposed else ""),
-                              value=value or "exposed"))
+                              value=_cut(value, TEAMS_FACT_LIMIT) or "exposed"))
         body.append(dict(type="FactSet", facts=facts))
         if len(exposed) > HOSTS_SHOWN:
             body.append(dict(type="TextBlock", text="%s exposed hosts (see the report)"

@@ -92,7 +92,7 @@ def _pairs(record):
         if isinstance(listener, Mapping) and listener.get("family") in ("ipv4", "ipv6") \
                 and listener.get("protocol") in ("tcp", "udp"):
             pairs.setdefault((listener["family"], listener["protocol"]), 0)
-    if record.get("exposed"):
+    if record.get("exposed") or record.get("status") == "exposed":
         placed = False
         for reason in record.get("reasons") or []:
             match = _PAIR.match(str(reason))
