@@ -339,6 +339,8 @@ def parse_args(args, probe=None):
     probe = probe or _collection_probe()
     if not isinstance(args, dict):
         raise PortStateArgumentError("port_state: the arguments must be a mapping, not %r" % (args,))
+    # A rulebook variable the vars file does not set arrives as jinja2's Undefined: not given.
+    args = {name: (None if type(value).__name__.endswith("Undefined") else value) for name, value in args.items()}
     unknown = sorted(set(args) - KNOWN_ARGUMENTS)
     if unknown:
         raise PortStateArgumentError("port_state: unknown argument %s (known: %s)" % (
@@ -355,7 +357,8 @@ def parse_args(args, probe=None):
         raise PortStateArgumentError("port_state: group %r is not an inventory group name" % (group,))
     targets = _target_pairs(args.get("targets"))
     if inventory is None and not targets:
-        raise PortStateArgumentError("port_state: give inventory (a path) or targets (a list); both are empty"
+        raise PortStateArgumentError("port_state: give inventory (a path; the keep_closed rulebook takes it from"
+                                     " sips_watch_inventory in its --vars file) or targets (a list); both are empty"
                                      " (inventory=%r, targets=%r)" % (args.get("inventory"), args.get("targets")))
     for _host, address in targets:
         try:
