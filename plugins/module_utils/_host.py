@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -149,6 +150,56 @@ class Host:
             yield
         finally:
             handle.close()
+
+
+class WriteRefused(RuntimeError):
+    """A write through a read-only host: a defect of this collection, never the user's input.
+
+    Not a HostError, so no roll-back or "cannot read" handler can take it for a host's failure."""
+
+
+# What a read-only host may run: the rule set dumps. Nothing else is a reader.
+_READERS = re.compile(r"^ip6?tables(-nft|-legacy)?-save$")
+
+
+def reads_only(argv):
+    """Whether argv only reads: an iptables-save dump or `nft list ruleset`."""
+    name = os.path.basename(argv[0])
+    return (bool(_READERS.match(name)) and len(argv) == 1) or (name == "nft" and list(argv[1:]) == ["list", "ruleset"])
+
+
+class ReadOnlyHost:
+    """The same host with every write refused: check mode and the audit get this one, so that
+    a write there is impossible, not just avoided. Reads go to the host unchanged."""
+
+    def __init__(self, host):
+        self._host = host
+
+    def run(self, argv, data=None):
+        if not reads_only(argv):
+            raise WriteRefused("read-only host (check mode or an audit): refused to run %s" % " ".join(argv))
+        return self._host.run(argv, data=data)
+
+    def write_atomic(self, path, text):
+        raise WriteRefused("read-only host (check mode or an audit): refused to write %s" % path)
+
+    def find_executable(self, name):
+        return self._host.find_executable(name)
+
+    def read_text(self, path):
+        return self._host.read_text(path)
+
+    def realpath(self, path):
+        return self._host.realpath(path)
+
+    def listdir(self, path):
+        return self._host.listdir(path)
+
+    def readlink(self, path):
+        return self._host.readlink(path)
+
+    def ufw_lock(self, timeout):
+        return self._host.ufw_lock(timeout)
 
 
 NEEDS_ROOT = ("%s needs root on the host (it reads UFW's files and the netfilter tables%s), but runs as uid %d: "

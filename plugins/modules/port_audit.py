@@ -160,11 +160,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._audit import run_audit
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
-    PortRequest,
-    RequestError,
-    UfwPortError,
-)
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest, RequestError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import UfwPortError
 
 
 def main():
@@ -180,10 +177,8 @@ def main():
     problem = root_problem('port_audit', writes=False)
     if problem:
         module.fail_json(msg=problem)
-    params = dict(module.params, state="closed", action="deny", conflicts="shadow", inactive="skip",
-                  comment="sipguard", lock_timeout=0)
     try:
-        request = PortRequest.from_params(params)
+        request = PortRequest.from_params(module.params)
     except RequestError as exc:
         module.fail_json(msg=str(exc))
     try:

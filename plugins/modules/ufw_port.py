@@ -275,12 +275,9 @@ ufw:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
-    PortRequest,
-    RequestError,
-    UfwPortError,
-    run_ufw_port,
-)
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest, RequestError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import UfwPortError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.transaction import run_ufw_port
 
 
 def main():

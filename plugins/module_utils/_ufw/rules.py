@@ -244,6 +244,29 @@ def format_status_line(rule: Rule) -> str:
     return line.rstrip()
 
 
+def status_text(rule: Rule) -> str:
+    """A rule as one `ufw status` line with the column padding squeezed out."""
+    return " ".join(format_status_line(rule).split())
+
+
+def port_in_spec(port: int, spec: str) -> bool:
+    """Whether port is in a ufw port field: 'any', '5061', '5000:6000', '80,443,5000:6000'."""
+    if spec == "any":
+        return True
+    for part in spec.split(","):
+        low, _sep, high = part.partition(":")
+        if int(low) <= port <= int(high or low):
+            return True
+    return False
+
+
+def accepts_port(rule: Rule, port: int, protocols) -> bool:
+    """Whether an incoming ufw rule lets the port through for one of the protocols."""
+    return (rule.direction == "in" and not rule.route and rule.action in ("allow", "limit")
+            and (rule.protocol == "any" or rule.protocol in protocols)
+            and port_in_spec(port, rule.dport))
+
+
 def _status_location(rule: Rule, address: str, port: str, app: Optional[str]) -> str:
     show_protocol = rule.dapp is None and rule.sapp is None and rule.protocol != "any"
     if app is not None:

@@ -13,10 +13,11 @@ import os
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._audit import _serves, run_audit, ufw_rule_verdict
+from ansible_collections.sipguard.firewall.plugins.module_utils._audit import run_audit, ufw_rule_verdict
+from ansible_collections.sipguard.firewall.plugins.module_utils._exposure import serves as _serves
 from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import Listener
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import PortRequest
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import parse_rules_file
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import parse_rules_file
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.fakes import (
     FakeHost,
     ipv6_off_host,

@@ -18,21 +18,21 @@ import re
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import (
-    PortRequest,
-    RequestError,
-    UfwPortError,
+from ansible_collections.sipguard.firewall.plugins.module_utils._exposure import assess
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest, RequestError
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.plan import (
     accepts_only_this_port,
-    accepts_port,
-    evaluate_exposure,
-    parse_key_values,
     plan_family,
-    port_in_spec,
-    run_ufw_port,
-    set_key_values,
     user_chain_drifted,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import (
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import accepts_port, port_in_spec
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import (
+    UfwPortError,
+    parse_key_values,
+    set_key_values,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.transaction import run_ufw_port
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import (
     parse_rules_file,
     render_rules_file,
 )
@@ -199,8 +199,8 @@ def test_key_value_files_are_edited_in_place():
 # ------------------------------------------------------------------ drift and exposure
 
 def snapshot_of(host):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import read_snapshot
-    return read_snapshot(host, ("ipv4", "ipv6"))
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import read_snapshot
+    return read_snapshot(host, request())
 
 
 def test_running_chains_equal_to_the_files_are_no_drift_despite_iptables_save_spelling():
@@ -240,7 +240,7 @@ def test_trusted_allows_are_not_reported_as_exposure():
     assert result["effective"] is True and result["reasons"] == []
     snapshot = snapshot_of(host)
     untrusted = request()
-    reasons, _warnings = evaluate_exposure(untrusted, snapshot, snapshot.live)
+    reasons = assess(untrusted, snapshot, snapshot.live).open_reasons
     assert any("192.0.2.0/24" in reason for reason in reasons)
 
 
@@ -544,13 +544,13 @@ def test_chains_left_in_legacy_after_the_alternative_was_switched_are_changed_wh
     ("ufw_legacy_deny.realpath", "legacy"),
 ])
 def test_the_backend_is_where_the_alternative_leads(realpath, backend):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import command_backend
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import command_backend
     host = FakeHost(realpath=realpath)
     assert command_backend(host, "iptables") == command_backend(host, "ip6tables") == backend
 
 
 def test_an_iptables_before_1_8_is_legacy_and_a_missing_one_is_none():
-    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_port import command_backend
+    from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import command_backend
     host = FakeHost()
     host.realpaths["/usr/sbin/iptables"] = "/sbin/xtables-multi"
     assert command_backend(host, "iptables") == "legacy"

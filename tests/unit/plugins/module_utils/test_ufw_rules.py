@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._ufw_rules import (
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import (
     END_RULES_MARKER,
     RULES_MARKER,
     UfwRulesError,

@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What a host-side run is asked: the port, protocols, families, trusted sources, and for the
+close what to do with UFW. One request type for ufw_port and port_audit, checked once.
+
+Private to the sipguard.firewall collection: no compatibility promise outside it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Tuple
+
+COMMENT_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,64}$")
+PROTOCOLS = ("tcp", "udp")
+FAMILIES = ("ipv4", "ipv6")
+# What the audit asks of the close's options: it never changes anything.
+AUDIT_DEFAULTS = dict(state="closed", action="deny", conflicts="shadow", inactive="skip", comment="sipguard",
+                      lock_timeout=0)
+
+
+class RequestError(ValueError):
+    """The task's parameters are invalid; nothing was read or changed."""
+
+
+@dataclass(frozen=True)
+class PortRequest:
+    port: int
+    protocols: Tuple[str, ...]
+    families: Tuple[str, ...]
+    state: str
+    action: str
+    trusted_sources: Tuple[str, ...]
+    conflicts: str
+    inactive: str
+    comment: str
+    lock_timeout: int
+
+    @classmethod
+    def from_params(cls, params):
+        """Validate and normalise module parameters, naming the bad value on error."""
+        params = dict(AUDIT_DEFAULTS, **params)
+        port = params["port"]
+        if not 1 <= port <= 65535:
+            raise RequestError("port must be from 1 to 65535, got %s" % port)
+        protocols = _unique(params["protocols"], "protocols", PROTOCOLS)
+        families = _unique(params["families"], "families", FAMILIES)
+        comment = params["comment"]
+        if not COMMENT_RE.match(comment):
+            raise RequestError(
+                "comment %r must be 1-64 letters, digits, spaces or . _ : - (it tags this collection's rules)"
+                % comment)
+        if params["lock_timeout"] < 0:
+            raise RequestError("lock_timeout must be 0 or more seconds, got %s" % params["lock_timeout"])
+        sources = tuple(_normalize_source(source, families) for source in params["trusted_sources"])
+        return cls(port=port, protocols=protocols, families=families, state=params["state"],
+                   action=params["action"], trusted_sources=tuple(dict.fromkeys(sources)),
+                   conflicts=params["conflicts"], inactive=params["inactive"], comment=comment,
+                   lock_timeout=params["lock_timeout"])
+
+    def sources_for(self, family):
+        return [source for source in self.trusted_sources if family_of(source) == family]
+
+
+def _unique(values, name, allowed):
+    if not values:
+        raise RequestError("%s must name at least one of %s; got an empty list" % (name, ", ".join(allowed)))
+    # Keep the canonical order so the rules do not move when the list is reordered.
+    return tuple(value for value in allowed if value in values)
+
+
+def family_of(network_text):
+    return "ipv6" if ":" in network_text else "ipv4"
+
+
+def _normalize_source(source, families):
+    try:
+        network = ipaddress.ip_network(source.strip(), strict=True)
+    except ValueError as exc:
+        raise RequestError("trusted source %r is not an IPv4/IPv6 address or network: %s" % (source, exc))
+    family = "ipv%d" % network.version
+    if family not in families:
+        raise RequestError("trusted source %r is %s, but families is %s" % (source, family, list(families)))
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
