@@ -79,6 +79,8 @@ stage_molecule() {
 
 stage_awx() { pytest_counted awx tests/awx; }
 stage_faults() { pytest_counted faults tests/faults; }
+# Alerts and metrics against Debian's real promtool, node_exporter and Alertmanager on loopback.
+stage_monitoring() { pytest_counted monitoring tests/monitoring; }
 # Random UFW states (seed printed; SIPGUARD_DIFF_SEED/COUNT/ONLY repeat a run): the modules'
 # verdicts against what a prober container reaches. The suite runs a fixed seed whose 200 states
 # all agree (a regression fails it the same way every time); `make differential` alone draws a
@@ -92,7 +94,7 @@ stage_differential() {
 
 stages=("$@")
 suite_run=0  # 1: the whole suite (make test), which runs the differential test at its fixed seed
-[ ${#stages[@]} -gt 0 ] || { stages=(setup lint build sanity unit molecule awx faults differential); suite_run=1; }
+[ ${#stages[@]} -gt 0 ] || { stages=(setup lint build sanity unit molecule awx faults monitoring differential); suite_run=1; }
 timings=()
 for stage in "${stages[@]}"; do
   declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }

@@ -15,7 +15,9 @@ die() { echo "setup: $*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------
 missing=()
-for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck chromium:chromium ssh:openssh-client; do
+for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace shellcheck:shellcheck chromium:chromium ssh:openssh-client \
+    promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+    prometheus-node-exporter:prometheus-node-exporter; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
