@@ -114,6 +114,7 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
     """One batch's (or slice's) hosts merged into the run's report; the module result."""
     directory = params["dir"]
     paths = _report_store.paths(directory)
+    alert_format, metrics_file = params.get("alert_format", "generic"), params.get("metrics_file")
     records, unmatched = _report.host_records(
         params["hosts"], probe=params["probe"], mode=params["mode"], port=params["port"],
         check_mode=params["check_mode"],
@@ -124,20 +125,20 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
     if check_mode:
         result.update(created_dir=not os.path.isdir(directory), previous_kept=False, parts=0, warnings=[],
                       alert_due=False, new_exposed_hosts=[], summary=None, verdicts={},
-                      alert=dict(due=False, format=params.get("alert_format", "generic"), new_exposed_hosts=[], resolved_hosts=[],
-                                 body=None), metrics_path=params.get("metrics_file"))
+                      alert=dict(due=False, format=alert_format, new_exposed_hosts=[], resolved_hosts=[], body=None),
+                      metrics_path=metrics_file)
         return result
     report, details = _report_store.write_run(
         directory, params["run_id"], records, params["mode"], params["port"], params["check_mode"], generated,
         render_html, unmatched_probes=unmatched, probe_summary=_report.probe_summary_text(params["probe"]),
-        alert=params["alert"], on_written=metrics_writer(params.get("metrics_file")) if params.get("metrics_file") else None)
+        alert=params["alert"], on_written=metrics_writer(metrics_file) if metrics_file else None)
     alert = alert_result(params, report, details)
     batch = set(str(name) for name in params["hosts"])
     result.update(
         created_dir=details["created_dir"], previous_kept=details["previous_kept"], parts=details["parts"],
-        written=[paths["json"], paths["html"]] + ([params.get("metrics_file")] if params.get("metrics_file") else []),
+        written=[paths["json"], paths["html"]] + ([metrics_file] if metrics_file else []),
         new_exposed_hosts=details["new_exposed_hosts"],
-        alert_due=alert["due"], alert=alert, metrics_path=params.get("metrics_file"),
+        alert_due=alert["due"], alert=alert, metrics_path=metrics_file,
         summary=dict((key, report[key]) for key in ("mode", "port", "counts", "exposed_hosts", "reopened_hosts",
                                                     "summary_line", "generated")),
         verdicts=dict((record["host"], dict(status=record["status"], reasons=record["reasons"]))

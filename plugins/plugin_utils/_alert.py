@@ -78,9 +78,11 @@ def _title(report, exposed, resolved):
     return "SIPS port %s closed again on %d host%s" % (port, len(resolved), "" if len(resolved) == 1 else "s")
 
 
+TREND_WORDS = {"reopened": "reopened", "still_exposed": "still exposed", "new": "new"}
+
+
 def _trend_words(record):
-    return {"reopened": "reopened", "still_exposed": "still exposed", "new": "new"}.get(record.get("trend") or "",
-                                                                                      "exposed")
+    return TREND_WORDS.get(record.get("trend") or "", "exposed")
 
 
 def _more(count):
@@ -144,8 +146,8 @@ def teams(report, new_exposed, resolved):
         facts = []
         for record in exposed[:HOSTS_SHOWN]:
             reasons = list(record.get("reasons") or [])
-            value = "; ".join(reasons[:REASONS_SHOWN]) + ("; " + _more(len(reasons) - REASONS_SHOWN)
-                                                           if len(reasons) > REASONS_SHOWN else "")
+            hidden = len(reasons) - REASONS_SHOWN
+            value = "; ".join(reasons[:REASONS_SHOWN] + ([_more(hidden)] if hidden > 0 else []))
             facts.append(dict(title="%s (%s%s)" % (record["host"], _trend_words(record),
                                                    ", new" if record["host"] in new_exposed else ""),
                               value=_cut(value, TEAMS_FACT_LIMIT) or "exposed"))
@@ -181,8 +183,8 @@ def alertmanager(report, new_exposed, resolved):
             alerts.append(dict(
                 labels=_labels(record["host"], port, family, protocol),
                 annotations=dict(
-                    summary="%s/%s port %s is exposed on %s (%s)" % (family, protocol, port, record["host"],
-                                                                   _trend_words(record)),
+                    summary="%s/%s port %s is exposed on %s (%s)" % (
+                        family, protocol, port, record["host"], _trend_words(record)),
                     reason="; ".join(reasons) or "; ".join(record.get("reasons") or []) or "exposed",
                     trend=str(record.get("trend") or "")),
                 startsAt=when))
@@ -206,4 +208,3 @@ def alert_body(fmt, report, new_exposed=(), resolved=()):
     if not isinstance(report, Mapping) or "summary_line" not in report:
         raise AlertError("an alert needs the run's report")
     return BUILDERS[fmt](report, list(new_exposed), list(resolved))
-

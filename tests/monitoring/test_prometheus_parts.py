@@ -72,8 +72,8 @@ def test_promtool_runs_the_rules_unit_tests():
 def test_promtool_finds_a_broken_rule_test(tmp_path):
     """The rules test really evaluates the rules: an alert that cannot fire fails it."""
     broken = tmp_path / "broken.rules.yml"
-    broken.write_text(open(RULES, encoding="utf-8").read().replace("sipguard_sips_exposed == 1",
-                                                                 "sipguard_sips_exposed == 2"))
+    rules = open(RULES, encoding="utf-8").read()
+    broken.write_text(rules.replace("sipguard_sips_exposed == 1", "sipguard_sips_exposed == 2"))
     test = tmp_path / "rules_test.yml"
     test.write_text(open(RULES_TEST, encoding="utf-8").read().replace(
         "../../extensions/prometheus/sipguard-sips.rules.yml", str(broken)))

@@ -211,7 +211,8 @@ def test_a_close_whose_receiver_never_answers_still_closes(world, tmp_path):
     assert code == 0, output
     assert probe("tcp", world["address"]) == "open"
     capture = world["capture"]
-    code, output = playbook(world, "close", report_dir=str(tmp_path), sips_alert_webhook_url=capture.base + "/slow/T0KEN")
+    code, output = playbook(world, "close", report_dir=str(tmp_path),
+                            sips_alert_webhook_url=capture.base + "/slow/T0KEN")
     assert code == 0, output
     assert "the generic alert to %s was NOT taken: no answer within 10 s - the run goes on" % capture.base in output
     assert probe("tcp", world["address"]) == "filtered"

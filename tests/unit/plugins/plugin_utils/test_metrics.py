@@ -114,7 +114,8 @@ def test_a_successful_run_sets_the_success_time_and_other_modes_times_are_kept()
 def test_an_exposure_no_reason_places_is_any_any():
     report = report_of({"r": {"address": "192.0.2.4", "result": {"changed": True, "effective": None}}},
                        mode="restore")
-    assert samples(_metrics.render(report))['sipguard_sips_exposed{host="r",port="5061",protocol="any",family="any"}'] == 1
+    found = samples(_metrics.render(report))
+    assert found['sipguard_sips_exposed{host="r",port="5061",protocol="any",family="any"}'] == 1
 
 
 def test_timestamps_parse_z_offsets_and_naive_as_utc():
@@ -186,9 +187,9 @@ def test_check_run_names_a_metrics_file_it_cannot_write(tmp_path):
     assert problem(str(tmp_path / "sipguard.txt")) == (
         "sips_metrics_file %s does not end in .prom: node_exporter's textfile collector reads only *.prom files"
         % (tmp_path / "sipguard.txt"))
-    assert problem(str(tmp_path / "missing" / "sipguard.prom")) == (
-        "sips_metrics_file %s: its directory %s does not exist" % (tmp_path / "missing" / "sipguard.prom",
-                                                                  tmp_path / "missing"))
+    missing = tmp_path / "missing"
+    assert problem(str(missing / "sipguard.prom")) == (
+        "sips_metrics_file %s: its directory %s does not exist" % (missing / "sipguard.prom", missing))
     (tmp_path / "dir.prom").mkdir()
     assert problem(str(tmp_path / "dir.prom")) == "sips_metrics_file %s is a directory" % (tmp_path / "dir.prom")
     if os.getuid() == 0:  # a directory root owns (0755), seen by another user; /tmp/pytest-of-root is 0700
