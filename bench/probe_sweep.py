@@ -191,7 +191,7 @@ async def serve(port):
 # --------------------------------------------------------------------------------------------
 
 def sweep(port, full, targets_file, timeout=None):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._probe import ProbeRequest, run_probe
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import ProbeRequest, run_probe
 
     with open(targets_file) as handle:
         targets = handle.read().split()
@@ -326,7 +326,7 @@ def main():
     if args.sweep:
         return sweep(args.sweep, args.full, args.targets, args.timeout)
     if args.idle:
-        from ansible_collections.sipguard.firewall.plugins.module_utils import _probe  # noqa: F401
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run  # noqa: F401
         return None
 
     if not os.path.isdir(os.path.join(ROOT, "build", "ansible_collections", "sipguard", "firewall")):

@@ -336,25 +336,17 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe import (
-    ARGUMENT_SPEC,
-    ProbeRequest,
-    ProbeRequestError,
-    run_probe,
-)
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import ARGUMENT_SPEC, task_result
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        request = ProbeRequest.from_params(module.params)
-    except ProbeRequestError as exc:
-        module.fail_json(msg=str(exc))
-
-    result = run_probe(request)
-    for warning in result.pop("warnings"):
+    result = task_result(module.params)
+    for warning in result.pop("warnings", ()):
         module.warn(warning)
-    module.exit_json(changed=False, **result)
+    if result.get("failed"):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ STATE_REFRESH_SECONDS = 60.0
 def _collection_probe():
     """The collection's probe code, importable however ansible-rulebook found this file."""
     try:
-        from ansible_collections.sipguard.firewall.plugins.module_utils import _probe
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run as _probe
     except ImportError:
         # runpy.run_path() loads this file by path: put the directory that holds
         # ansible_collections/sipguard/firewall (this file's collection) on the path.
@@ -205,7 +205,7 @@ def _collection_probe():
         root = os.path.normpath(os.path.join(here, *([os.pardir] * 7)))
         if os.path.isdir(os.path.join(root, "ansible_collections")) and root not in sys.path:
             sys.path.append(root)
-        from ansible_collections.sipguard.firewall.plugins.module_utils import _probe
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run as _probe
     return _probe
 
 

@@ -18,7 +18,9 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.sipguard.firewall.plugins.module_utils import _probe
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run as probe_run
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.certificate import CERTIFICATE_FIELDS
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.records import STATES
 from ansible_collections.sipguard.firewall.plugins.modules import port_probe
 
 
@@ -37,7 +39,7 @@ def no_probing(monkeypatch):
         attempts.append(args)
         raise AssertionError("probed despite bad input")
 
-    monkeypatch.setattr(port_probe, "run_probe", refuse)
+    monkeypatch.setattr(probe_run, "run_probe", refuse)  # the one task function the module calls
     return attempts
 
 
@@ -184,10 +186,10 @@ def test_documentation_matches_the_records():
     contains = returned["probes"]["contains"]
     assert set(contains) == RECORD_KEYS
     assert set(contains["tls"]["contains"]) == {"version", "cipher", "bits", "server_name", "handshake_ms"} | set(
-        _probe.CERTIFICATE_FIELDS) | {"sha256", "decoder", "error"}
+        CERTIFICATE_FIELDS) | {"sha256", "decoder", "error"}
     assert set(contains["sip"]["contains"]) == {"status_code", "reason", "server", "user_agent", "allow",
                                                 "transport", "rtt_ms"}
-    assert set(returned["counts"]["sample"]) == set(_probe.STATES)
+    assert set(returned["counts"]["sample"]) == set(STATES)
     documented = yaml.safe_load(port_probe.DOCUMENTATION)
     assert documented["attributes"]["check_mode"]["support"] == "full"
     assert documented["attributes"]["diff_mode"]["support"] == "none"
@@ -246,9 +248,7 @@ def test_on_any_other_connection_the_module_runs_on_the_task_host():
 def test_in_process_bad_input_fails_naming_the_value_and_probes_nothing(monkeypatch, args, named):
     from ansible.errors import AnsibleActionFail
 
-    from ansible_collections.sipguard.firewall.plugins.action import port_probe as action_plugin
-
-    monkeypatch.setattr(action_plugin, "run_probe", lambda request: pytest.fail("probed despite bad input"))
+    monkeypatch.setattr(probe_run, "run_probe", lambda request: pytest.fail("probed despite bad input"))
     try:
         _action, result = probe_action("local", args)
     except AnsibleActionFail as exc:

@@ -1,0 +1,405 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What the network sees of one port: asyncio TCP/UDP probes, the TLS handshake, SIP over them.
+
+Private to the sipguard.firewall collection: no compatibility promise outside it.
+
+Read-only. Probes many addresses at once under a semaphore; every wait (connect, TLS
+handshake, SIP answer, UDP reply, name resolution) has its own bound, and the
+``retries + 1`` attempts of a probe (connects, or datagrams) are started evenly within one
+``timeout`` window rather than one after another, so a run ends in bounded time:
+
+  * the state of one probe is known after at most ``timeout``, whatever ``retries`` is;
+  * an open TCP port then costs at most ``2 * timeout`` more (handshake, SIP answer);
+  * at most ``concurrency`` probes are in flight (one socket each).
+
+Entry points, for the module (through ``run``) and for code that probes by itself (the
+Event-Driven Ansible source)::
+
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ProbeRequest
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all, run_probe
+
+``run_probe(request)`` runs its own event loop; inside a running loop, ``await probe_all(request)``.
+Both return ``{probes, counts, summary, warnings}``. Runs on Python 3.8+ with the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from typing import List
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.certificate import (
+    CERTIFICATE_FIELDS,
+    describe_certificate,
+    make_tls_context,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.records import (
+    add_error,
+    ms,
+    new_record,
+    os_error_text,
+    record_os_error,
+    summarize,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import is_ip_literal
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.resolver import (
+    FAMILY_NAMES,
+    literal_addresses,
+    resolve,
+)
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip import (
+    MAX_SIP_MESSAGE,
+    SipParseError,
+    build_options,
+    parse_sip_response,
+    sip_summary,
+)
+
+
+async def tcp_connect(family, sockaddr):
+    """A connected non-blocking TCP socket (the tests replace this to emulate silence)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _read_sip_answer(reader, deadline):
+    """(parsed final-or-last provisional response, rtt) read from a stream before deadline."""
+    provisional = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if provisional:
+                return provisional
+            raise asyncio.TimeoutError()
+        try:
+            block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), remaining)
+        except asyncio.TimeoutError:
+            if provisional:
+                return provisional
+            raise
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial.strip():
+                parse_sip_response(exc.partial)  # raises "not a SIP response: ..." for garbage
+                raise SipParseError("the connection closed in the middle of a SIP answer")
+            if provisional:
+                return provisional
+            raise SipParseError("the connection closed without a SIP answer")
+        except asyncio.LimitOverrunError:
+            raise SipParseError("an answer with more than %d bytes of headers" % MAX_SIP_MESSAGE)
+        parsed = parse_sip_response(block)
+        if parsed["content_length"]:
+            body = min(parsed["content_length"], MAX_SIP_MESSAGE)
+            remaining = max(deadline - time.monotonic(), 0.001)
+            try:
+                await asyncio.wait_for(reader.readexactly(body), remaining)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+                return parsed
+        if parsed["status_code"] >= 200:
+            return parsed
+        provisional = parsed
+
+
+async def _sip_over_stream(record, reader, writer, target_host, transport, timeout):
+    local = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
+    request = build_options(target_host, record["port"], transport, local[0], local[1])
+    started = time.monotonic()
+    try:
+        writer.write(request)
+        await asyncio.wait_for(writer.drain(), timeout)
+        parsed = await _read_sip_answer(reader, started + timeout)
+    except asyncio.TimeoutError:
+        add_error(record, "SIP: no answer to OPTIONS over %s within %gs" % (transport, timeout))
+    except SipParseError as exc:
+        add_error(record, "SIP: %s" % exc)
+    except (OSError, EOFError) as exc:
+        add_error(record, "SIP: %s" % os_error_text(exc))
+    else:
+        record["sip"] = sip_summary(parsed, transport, ms(time.monotonic() - started))
+
+
+async def _tls_handshake(record, sock, request):
+    """(reader, writer) over TLS on a connected socket, or None with the failure recorded."""
+    server_name = request.server_name
+    if server_name is None and not is_ip_literal(record["target"]):
+        server_name = record["target"].rstrip(".")
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(sock=sock, ssl=make_tls_context(), server_hostname=server_name or "",
+                                    ssl_handshake_timeout=request.timeout, limit=MAX_SIP_MESSAGE),
+            request.timeout)
+    except asyncio.TimeoutError:
+        add_error(record, "TLS: no handshake within %gs" % request.timeout)
+    except ssl.SSLError as exc:
+        add_error(record, "TLS: handshake failed: %s" % (exc.reason or exc))
+    except (OSError, EOFError) as exc:
+        add_error(record, "TLS: handshake failed: %s" % os_error_text(exc))
+    else:
+        ssl_object = writer.get_extra_info("ssl_object")
+        cipher = ssl_object.cipher() or (None, None, None)
+        details = {
+            "version": ssl_object.version(),
+            "cipher": cipher[0],
+            "bits": cipher[2],
+            "server_name": server_name,
+            "handshake_ms": ms(time.monotonic() - started),
+        }
+        der = ssl_object.getpeercert(binary_form=True)
+        certificate = describe_certificate(der) if der else dict.fromkeys(CERTIFICATE_FIELDS)
+        if not der:
+            certificate.update(sha256=None, decoder=None, error="the server sent no certificate")
+        details.update(certificate)
+        if details.get("error"):
+            add_error(record, "TLS: %s" % details["error"])
+        record["tls"] = details
+        return reader, writer
+    sock.close()
+    return None
+
+
+def _abort(writer):
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+def _next_wake(started, sent, request):
+    """When a probe loop must wake: the start of its next attempt (attempt k starts at
+    ``k * timeout / (retries + 1)``), or the end of the window once all have been sent."""
+    deadline = started + request.timeout
+    if sent > request.retries:
+        return deadline
+    return min(deadline, started + sent * request.timeout / (request.retries + 1))
+
+
+async def _connect_attempts(family, sockaddr, request):
+    """Race up to ``retries + 1`` connect attempts started evenly across one ``timeout`` window.
+
+    Attempt k starts at ``k * timeout / (retries + 1)`` unless an earlier one has answered.
+    The first answer wins - a connected socket, or the OSError of a reset or an ICMP error -
+    and the other attempts are cancelled. Returns (socket or None, OSError or None, attempts
+    started, seconds from the start of the answering attempt or None); no socket and no
+    error means silence for the whole window.
+    """
+    started = time.monotonic()
+    deadline = started + request.timeout
+    starts = {}  # attempt task -> when it started
+    winner = None
+    try:
+        while True:
+            now = time.monotonic()
+            if len(starts) <= request.retries and now >= _next_wake(started, len(starts), request):
+                starts[asyncio.ensure_future(tcp_connect(family, sockaddr))] = now
+            wake = _next_wake(started, len(starts), request)
+            done, _pending = await asyncio.wait(list(starts), timeout=max(0.0, wake - time.monotonic()),
+                                                return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                connected = [task for task in done if task.exception() is None]
+                winner = min(connected or done, key=starts.get)
+                rtt = time.monotonic() - starts[winner]
+                error = winner.exception()
+                if error is not None and not isinstance(error, OSError):
+                    raise error
+                return (winner.result() if error is None else None), error, len(starts), rtt
+            if time.monotonic() >= deadline:
+                return None, None, len(starts), None
+    finally:
+        losers = [task for task in starts if task is not winner]
+        for task in losers:
+            task.cancel()
+        for outcome in await asyncio.gather(*losers, return_exceptions=True):
+            if isinstance(outcome, socket.socket):
+                outcome.close()  # answered at the same moment as the winner
+
+
+async def probe_tcp(record, family, sockaddr, request):
+    """Fill record: state from the connect attempts, then TLS and SIP on an open port."""
+    timeout = request.timeout
+    sock, error, record["attempts"], rtt = await _connect_attempts(family, sockaddr, request)
+    if error is not None:
+        return record_os_error(record, error, rtt)
+    if sock is None:
+        record["state"] = "filtered"
+        add_error(record, "no answer to %d connect attempt(s) within %gs" % (record["attempts"], timeout))
+        return record
+    record["state"], record["rtt_ms"] = "open", ms(rtt)
+    if request.tls:
+        streams = await _tls_handshake(record, sock, request)
+        if streams is None or not request.sip:
+            if streams is not None:
+                _abort(streams[1])
+            return record
+        transport = "TLS"
+    elif request.sip:
+        try:
+            streams = await asyncio.open_connection(sock=sock, limit=MAX_SIP_MESSAGE)
+        except OSError as exc:
+            sock.close()
+            add_error(record, "SIP: %s" % os_error_text(exc))
+            return record
+        transport = "TCP"
+    else:
+        sock.close()
+        return record
+    reader, writer = streams
+    try:
+        await _sip_over_stream(record, reader, writer, record["target"], transport, timeout)
+    finally:
+        _abort(writer)
+    return record
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Queues what arrives on a connected datagram socket: bytes, or the OSError (ICMP) it got."""
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+
+    def datagram_received(self, data, addr):
+        self.queue.put_nowait(data)
+
+    def error_received(self, exc):
+        self.queue.put_nowait(exc)
+
+
+async def probe_udp(record, family, sockaddr, request):
+    """Fill record: send OPTIONS as the datagram; reply = open, ICMP refused = closed, silence = open|filtered."""
+    loop = asyncio.get_running_loop()
+    timeout = request.timeout
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(sockaddr)  # connected: ICMP port unreachable comes back as ECONNREFUSED
+        local = sock.getsockname()
+        transport, protocol = await loop.create_datagram_endpoint(_Datagrams, sock=sock)
+    except OSError as exc:
+        sock.close()
+        return record_os_error(record, exc)
+    try:
+        datagram = build_options(record["target"], record["port"], "UDP", local[0], local[1])
+        reply = None
+        provisional = None
+        started = last_sent = time.monotonic()
+        deadline = started + timeout
+        while True:
+            now = time.monotonic()
+            if reply is None and record["attempts"] <= request.retries \
+                    and now >= _next_wake(started, record["attempts"], request):
+                transport.sendto(datagram)  # a retransmission is the same request (same branch)
+                record["attempts"] += 1
+                last_sent = now
+            # once anything answered, no more datagrams: wait for the final answer until the deadline
+            wake = deadline if reply is not None else _next_wake(started, record["attempts"], request)
+            try:
+                item = await asyncio.wait_for(protocol.queue.get(), max(0.0, wake - time.monotonic()))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            if isinstance(item, Exception):
+                return record_os_error(record, item, time.monotonic() - last_sent)
+            if record["rtt_ms"] is None:
+                record["rtt_ms"] = ms(time.monotonic() - last_sent)
+            reply = item
+            try:
+                parsed = parse_sip_response(item)
+            except SipParseError:
+                break  # any reply proves the port open; keep the first one for the error text
+            if parsed["status_code"] >= 200:
+                provisional = None
+                reply = parsed
+                break
+            provisional = parsed  # open; no more datagrams, wait for the final answer
+        if reply is None:
+            record["state"] = "open|filtered"
+            add_error(record, "no reply to %d datagram(s) within %gs" % (record["attempts"], timeout))
+            return record
+        record["state"] = "open"
+        answer = provisional or reply
+        if not request.sip:
+            return record
+        if isinstance(answer, bytes):
+            try:
+                parse_sip_response(answer)
+            except SipParseError as exc:
+                add_error(record, "SIP: %s" % exc)
+            return record
+        record["sip"] = sip_summary(answer, "UDP", record["rtt_ms"])
+        return record
+    finally:
+        transport.close()
+
+
+async def _probe_one(record, family, sockaddr, request, slots):
+    async with slots:
+        if record["protocol"] == "tcp":
+            return await probe_tcp(record, family, sockaddr, request)
+        return await probe_udp(record, family, sockaddr, request)
+
+
+async def _probe_target(target, request, slots, resolver_slots, warnings):
+    records = []
+    try:
+        addresses = await resolve(target, request.port, request.timeout * (request.retries + 1), resolver_slots)
+    except asyncio.TimeoutError:
+        addresses, problem = [], "name resolution took longer than %gs" % (request.timeout * (request.retries + 1))
+    except (OSError, UnicodeError) as exc:
+        addresses, problem = [], "cannot resolve %s: %s" % (target, os_error_text(exc))
+    else:
+        problem = None
+        wanted = [a for a in addresses if FAMILY_NAMES[a[0]] in request.families]
+        if not wanted and addresses:
+            found = ", ".join(a[1] for a in addresses)
+            if literal_addresses(target, request.port) is not None:
+                warnings.append("target %s skipped: its family is not in families (%s)"
+                                % (target, ", ".join(request.families)))
+                return records
+            problem = "%s has no %s address (it resolves to %s)" % (target, " or ".join(request.families), found)
+        elif not wanted:
+            problem = "%s resolves to no address" % target
+        addresses = wanted
+    if problem:
+        for protocol in request.protocols:
+            record = new_record(target, None, None, protocol, request.port)
+            record["state"] = "error"
+            add_error(record, problem)
+            records.append(record)
+        return records
+    jobs = []
+    for family, address, sockaddr in addresses:
+        for protocol in request.protocols:
+            record = new_record(target, address, FAMILY_NAMES[family], protocol, request.port)
+            records.append(record)
+            jobs.append(_probe_one(record, family, sockaddr, request, slots))
+    await asyncio.gather(*jobs)
+    return records
+
+
+async def probe_all(request):
+    """Probe every target; return {probes, counts, summary, warnings}."""
+    slots = asyncio.Semaphore(request.concurrency)
+    resolver_slots = asyncio.Semaphore(min(request.concurrency, 32))
+    warnings: List[str] = []
+    per_target = await asyncio.gather(*[_probe_target(t, request, slots, resolver_slots, warnings)
+                                        for t in request.targets])
+    records = [record for records in per_target for record in records]
+    counts, summary = summarize(records, request.port)
+    return {"probes": records, "counts": counts, "summary": summary, "warnings": warnings}
+
+
+def run_probe(request):
+    """Synchronous entry point for the module: one event loop for the whole run."""
+    return asyncio.run(probe_all(request))
