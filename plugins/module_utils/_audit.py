@@ -71,8 +71,7 @@ def run_audit(host, request):
 
     loaded = any(snapshot.loaded(family) for family in request.families)
     return dict(
-        changed=False, port=request.port, exposed=exposure.exposed, closed=exposure.closed,
-        reasons=exposure.exposed_reasons, summary=summary,
+        changed=False, port=request.port, exposed=exposure.exposed, reasons=exposure.reasons_with_listeners, summary=summary,
         listeners=[listener_record(listener, snapshot.owners) for listener in snapshot.listeners],
         ufw=dict(installed=snapshot.installed, version=snapshot.version, enabled=snapshot.enabled,
                  loaded=loaded, active=snapshot.enabled and loaded, backend=snapshot.backend,

@@ -9,16 +9,15 @@ Private to the sipguard.firewall collection: no compatibility promise outside it
 
 Pure: a snapshot (``_ufw.snapshot``) and a rule set in, an ``Exposure`` out. The audit judges
 the rule set loaded now; the close judges it before and after its change; the report, the
-run's statistics and the watch read the same fields. Per family and protocol (a ``Path``):
+run's statistics and the watch read the same fields, with one meaning:
 
-- ``open``: the firewall lets a new connection from a sender outside the trusted sources
-  reach the port, for the ``reasons`` given (each names the rule, chain or table);
-- ``answering``: something takes the connection there - a local listener, or a NAT rule
-  that forwards the port elsewhere;
-- ``exposed`` = open and answering: the port is reachable and served now.
-
-A host is ``closed`` when no path is open: the firewall alone keeps every untrusted sender out,
-whatever starts listening later (the close's ``effective``). It is ``exposed`` when a path is.
+- a path (family and protocol) is ``exposed`` when the firewall lets a new connection from a
+  sender outside the trusted sources reach the port, for the ``reasons`` given (each names the
+  rule, chain or table) - whether or not something listens there now: a service started
+  later, or one restarting, is reachable at once;
+- ``listening`` says whether something takes the connection now (named first in the reasons);
+- a host is ``closed`` when no path is exposed: the firewall alone keeps every untrusted
+  sender out (the close's ``effective``).
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.bypasses import find_bypasses
-from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.model import (
-    BYPASS_LEGACY_RULES,
-    BYPASS_NAT,
-)
+from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.model import BYPASS_LEGACY_RULES
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk import (
     has_ufw_chains,
     verdict_for_port,
@@ -47,23 +43,14 @@ class Path:
     port: int
     reasons: Tuple[str, ...]  # what lets an untrusted sender in; empty when the firewall keeps it out
     listening: bool  # a socket outside loopback takes connections of this family and protocol
-    forwarded: bool  # a NAT rule sends the port on (something answers elsewhere)
     who: Optional[str]  # who listens, as a sentence
     notes: Tuple[str, ...]  # what to know that does not decide the verdict
     firewall: str  # what filter INPUT alone does with the packet: accept, drop, reject, uncertain
     deciding_rule: Optional[str]
 
     @property
-    def open(self):
-        return bool(self.reasons)
-
-    @property
-    def answering(self):
-        return self.listening or self.forwarded
-
-    @property
     def exposed(self):
-        return self.open and self.answering
+        return bool(self.reasons)
 
     @property
     def prefix(self):
@@ -71,14 +58,13 @@ class Path:
 
     def as_dict(self):
         """The path as the modules return it (port_audit's ``summary`` items)."""
-        reasons = list(self.reasons) if self.exposed else []
-        notes = list(self.notes)
+        reasons, notes = list(self.reasons), list(self.notes)
         if self.exposed and self.listening:
             reasons.insert(0, self.who)
-        elif self.open and not self.exposed:
+        elif self.exposed:
             notes.append("the firewall lets %s/%d in, but nothing listens on it now" % (self.protocol, self.port))
         return dict(family=self.family, protocol=self.protocol, listening=self.listening, exposed=self.exposed,
-                    open=self.open, firewall=self.firewall, deciding_rule=self.deciding_rule,
+                    firewall=self.firewall, deciding_rule=self.deciding_rule,
                     reasons=reasons, notes=notes)
 
 
@@ -95,23 +81,18 @@ class Exposure:
 
     @property
     def closed(self):
-        return not any(path.open for path in self.paths)
+        return not self.exposed
 
     @property
-    def open_reasons(self):
-        """Why the port is not closed, each with its family/protocol (the close's ``reasons``)."""
+    def reasons(self):
+        """Why the port is exposed, each with its family/protocol (the close's ``reasons``)."""
         return list(dict.fromkeys("%s: %s" % (path.prefix, reason) for path in self.paths for reason in path.reasons))
 
     @property
-    def exposed_reasons(self):
-        """Why the port is exposed (who answers first), each with its family/protocol (the audit's ``reasons``)."""
+    def reasons_with_listeners(self):
+        """Why the port is exposed, who listens first, each with its family/protocol (the audit's ``reasons``)."""
         return ["%s: %s" % (path.prefix, reason) for path in self.paths for reason in path.as_dict()["reasons"]]
 
-    def as_dict(self):
-        """The verdict every result carries under the same names: exposed, closed, reasons (why it is not
-        closed) and the paths."""
-        return dict(exposed=self.exposed, closed=self.closed, reasons=self.open_reasons,
-                    paths=[path.as_dict() for path in self.paths])
 
 
 def ufw_ipv6_unmanaged(snapshot, tables, family):
@@ -166,8 +147,7 @@ def _path(request, snapshot, tables, family, protocol, closing):
     firewall = verdict_for_port(tables, family, protocol, request.port, local=snapshot.local.get(family),
                                 interfaces=snapshot.interfaces)
     path = Path(family=family, protocol=protocol, port=request.port, reasons=tuple(dict.fromkeys(bypass.reason for bypass in bypasses)),
-                listening=bool(serving), forwarded=any(bypass.kind == BYPASS_NAT for bypass in bypasses),
-                who=_who_listens(serving, snapshot.owners) if serving else None,
+                listening=bool(serving), who=_who_listens(serving, snapshot.owners) if serving else None,
                 notes=tuple(family_notes(snapshot, tables, family, closing) + [bypass.reason for bypass in warnings]),
                 firewall=firewall.action, deciding_rule=firewall.rule.raw if firewall.rule else None)
     return path, ["%s/%s: %s" % (family, protocol, bypass.reason) for bypass in warnings]

@@ -19,6 +19,12 @@ from typing import Tuple
 COMMENT_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,64}$")
 PROTOCOLS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6")
+# The options ufw_port and port_audit share (documented in doc_fragments/port_request.py).
+REQUEST_ARGUMENT_SPEC = dict(
+    protocols=dict(type="list", elements="str", choices=list(PROTOCOLS), default=list(PROTOCOLS)),
+    families=dict(type="list", elements="str", choices=list(FAMILIES), default=list(FAMILIES)),
+    trusted_sources=dict(type="list", elements="str", default=[]),
+)
 # What the audit asks of the close's options: it never changes anything.
 AUDIT_DEFAULTS = dict(state="closed", action="deny", conflicts="shadow", inactive="skip", comment="sipguard",
                       lock_timeout=0)

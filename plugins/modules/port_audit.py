@@ -36,34 +36,20 @@ options:
     description: The port to audit, 1-65535.
     type: int
     default: 5061
-  protocols:
-    description: Transport protocols to audit. At least one.
-    type: list
-    elements: str
-    choices: [tcp, udp]
-    default: [tcp, udp]
-  families:
-    description: Address families to audit. At least one.
-    type: list
-    elements: str
-    choices: [ipv4, ipv6]
-    default: [ipv4, ipv6]
-  trusted_sources:
-    description:
-      - Addresses or CIDR networks the port is meant to stay open to (as given to
-        M(sipguard.firewall.ufw_port)); access from them alone does not count as exposure.
-    type: list
-    elements: str
-    default: []
 notes:
   - Naming the process behind a socket needs root with C(CAP_SYS_PTRACE); without it the listener is
     reported with an empty process list.
   - A host is RV(exposed) on a family and protocol when the live rule set lets a new connection to
-    the port in (or forwards it elsewhere) and something answers there. The firewall letting the port
-    in with nothing listening is a note, not an exposure.
+    the port in from a source outside O(trusted_sources) (or forwards it elsewhere), whether or not
+    something listens there now - a service started later is reachable at once. Who listens is named
+    first in the reasons; with nothing listening a note says so. M(sipguard.firewall.ufw_port) judges
+    with the same model, so RV(exposed) here and its RV(sipguard.firewall.ufw_port#module:before.exposed)
+    are the same statement about the same host.
   - The verdict comes from the loaded rules, not from UFW's settings - with C(IPV6=no) UFW loads no
     IPv6 rule and sets ip6tables to drop everything but loopback, so IPv6 is not exposed unless the
     loaded ip6tables rules let the port in; a note says that UFW does not manage IPv6.
+extends_documentation_fragment:
+  - sipguard.firewall.port_request
 attributes:
   check_mode:
     support: full
@@ -160,7 +146,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._audit import run_audit
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
-from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest, RequestError
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import REQUEST_ARGUMENT_SPEC, PortRequest, RequestError
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import UfwPortError
 
 
@@ -168,9 +154,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             port=dict(type="int", default=5061),
-            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
-            families=dict(type="list", elements="str", choices=["ipv4", "ipv6"], default=["ipv4", "ipv6"]),
-            trusted_sources=dict(type="list", elements="str", default=[]),
+            **REQUEST_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )

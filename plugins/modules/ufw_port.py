@@ -45,18 +45,6 @@ options:
     description: The port to close, 1-65535.
     type: int
     required: true
-  protocols:
-    description: The transport protocols to close the port for. At least one.
-    type: list
-    elements: str
-    choices: [tcp, udp]
-    default: [tcp, udp]
-  families:
-    description: The address families to close the port for. At least one.
-    type: list
-    elements: str
-    choices: [ipv4, ipv6]
-    default: [ipv4, ipv6]
   state:
     description:
       - V(closed) puts the collection's rules for O(port) first in UFW's rule list.
@@ -72,14 +60,6 @@ options:
     type: str
     choices: [deny, reject]
     default: deny
-  trusted_sources:
-    description:
-      - Addresses or CIDR networks (IPv4 and IPv6) that stay allowed to reach the port. Their
-        allow rules go ahead of the deny. A network given with host bits set (V(10.0.0.1/8)) is
-        an error, not silently widened.
-    type: list
-    elements: str
-    default: []
   conflicts:
     description:
       - What to do with existing rules that accept the port.
@@ -100,7 +80,7 @@ options:
         active, and when C(IPV6=no) is set in C(/etc/default/ufw) while an interface other than
         loopback has an IPv6 address (UFW started so drops every IPv6 packet, SSH over IPv6
         included). RV(actions) lists exactly what was done.
-      - V(fail) fails and changes nothing. V(skip) changes nothing and reports the port exposed.
+      - V(fail) fails and changes nothing. V(skip) changes nothing and reports the port as it is (exposed, unless rules outside UFW keep it out).
     type: str
     choices: [enable, fail, skip]
     default: enable
@@ -123,6 +103,8 @@ notes:
     the nft side is read with one C(iptables-nft-save) per family.
   - Counts of processes started on the host (see C(bench/)) - a no-op reads the running chains
     with one C(iptables-save) per family; a change adds one C(iptables-restore -n) per family.
+extends_documentation_fragment:
+  - sipguard.firewall.port_request
 attributes:
   check_mode:
     support: full
@@ -170,6 +152,14 @@ effective:
   returned: success or when the port stays reachable
   type: bool
   sample: true
+exposed:
+  description:
+    - Whether the port is exposed after the task - the opposite of RV(effective), in the one meaning
+      M(sipguard.firewall.port_audit) gives it (the firewall lets a source outside O(trusted_sources) in).
+      With O(state=absent), and in check mode when UFW would be started, V(null).
+  returned: success or when the port stays reachable
+  type: bool
+  sample: false
 reasons:
   description: Why the port is (or would stay) reachable, one sentence a person can act on each.
   returned: always
@@ -224,11 +214,15 @@ before:
     effective:
       description: The port was closed before the task.
       type: bool
+    exposed:
+      description: The port was exposed before the task (not RV(before.effective)); what M(sipguard.firewall.port_audit)
+        says of the same host.
+      type: bool
     reasons:
       description: Why it was reachable.
       type: list
       elements: str
-  sample: {"effective": false, "reasons": ["ipv4/tcp: ufw's own filter ufw-user-input rule 1 accepts tcp port 5061 ..."]}
+  sample: {"effective": false, "exposed": true, "reasons": ["ipv4/tcp: ufw's own filter ufw-user-input rule 1 accepts tcp port 5061 ..."]}
 listeners:
   description:
     - Sockets listening on the port and their processes (see M(sipguard.firewall.port_audit) for the fields).
@@ -275,7 +269,7 @@ ufw:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import Host, HostError, root_problem
-from ansible_collections.sipguard.firewall.plugins.module_utils._request import PortRequest, RequestError
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import REQUEST_ARGUMENT_SPEC, PortRequest, RequestError
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.snapshot import UfwPortError
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.transaction import run_ufw_port
 
@@ -284,15 +278,13 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             port=dict(type="int", required=True),
-            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
-            families=dict(type="list", elements="str", choices=["ipv4", "ipv6"], default=["ipv4", "ipv6"]),
             state=dict(type="str", choices=["closed", "absent"], default="closed"),
             action=dict(type="str", choices=["deny", "reject"], default="deny"),
-            trusted_sources=dict(type="list", elements="str", default=[]),
             conflicts=dict(type="str", choices=["shadow", "remove", "fail"], default="shadow"),
             inactive=dict(type="str", choices=["enable", "fail", "skip"], default="enable"),
             comment=dict(type="str", default="sipguard"),
             lock_timeout=dict(type="int", default=30),
+            **REQUEST_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )

@@ -150,28 +150,28 @@ def _previous_statuses(previous):
     return statuses, None if generated is None else str(generated)
 
 
+def _state(part):
+    """exposed and reasons of a module result (or its ``before``), in the exposure model's one meaning:
+    exposed = the firewall lets an untrusted sender reach the port; None where the module did not
+    judge it (a restore)."""
+    exposed = part.get("exposed") if isinstance(part, Mapping) else None
+    return dict(exposed=None if exposed is None else bool(exposed),
+                reasons=_strings(part.get("reasons")) if isinstance(part, Mapping) else [])
+
+
 def _verdicts(result, mode, check_mode):
     """(host_exposed, reasons, before, after, notes) from the module result; exposed None when unknown."""
     notes = []
     if mode == "audit":
-        exposed = result.get("exposed")
-        exposed = None if exposed is None else bool(exposed)
-        reasons = _strings(result.get("reasons"))
         for item in result.get("summary") or []:
             if isinstance(item, Mapping):
                 prefix = "%s/%s: " % (item.get("family") or "?", item.get("protocol") or "?")
                 notes.extend(prefix + note for note in _strings(item.get("notes")))
         # Nothing changes in an audit: before and after are the audit (copies - reasons grows below).
-        return (exposed, list(reasons), dict(exposed=exposed, reasons=list(reasons)),
-                dict(exposed=exposed, reasons=list(reasons)), notes)
+        before, after = _state(result), _state(result)
+        return before["exposed"], list(before["reasons"]), before, after, notes
 
-    before_raw = result.get("before")
-    if isinstance(before_raw, Mapping) and before_raw.get("effective") is not None:
-        before = dict(exposed=not before_raw.get("effective"), reasons=_strings(before_raw.get("reasons")))
-    else:
-        before = dict(exposed=None, reasons=_strings(before_raw.get("reasons")) if isinstance(before_raw, Mapping) else [])
-    effective = result.get("effective")
-    after = dict(exposed=None if effective is None else not effective, reasons=_strings(result.get("reasons")))
+    before, after = _state(result.get("before")), _state(result)
     if result.get("skipped"):
         notes.append("UFW is inactive and inactive=skip: nothing was changed")
     if check_mode:

@@ -171,17 +171,17 @@ def sample_close_report(check_mode=False):
     """A close of two hosts: one with a conflicting range rule (shadowed), one already closed."""
     before_reasons = ["ipv4/tcp: ufw's own filter ufw-user-input rule 2 accepts tcp port 5061 "
                       "`-A ufw-user-input -p tcp -m multiport --dports 5000:6000 -j ACCEPT`; see `ufw status numbered`"]
-    edge = {"changed": True, "effective": True, "reasons": [],
+    edge = {"changed": True, "effective": True, "exposed": False, "reasons": [],
             "rules_added": ["5061/tcp DENY IN Anywhere # sipguard", "5061/udp DENY IN Anywhere # sipguard",
                             "5061/tcp (v6) DENY IN Anywhere (v6) # sipguard",
                             "5061/udp (v6) DENY IN Anywhere (v6) # sipguard"],
             "rules_removed": [],
             "conflicts": [{"rule": "5000:6000/tcp ALLOW IN Anywhere", "family": "ipv4", "handling": "shadowed"}],
-            "drift": [], "actions": [], "ufw": _ufw(None), "before": {"effective": False, "reasons": before_reasons},
+            "drift": [], "actions": [], "ufw": _ufw(None), "before": {"effective": False, "exposed": True, "reasons": before_reasons},
             "listeners": [_listener("kamailio", 812, "0.0.0.0")]}
-    media = {"changed": False, "effective": True, "reasons": [], "rules_added": [], "rules_removed": [],
+    media = {"changed": False, "effective": True, "exposed": False, "reasons": [], "rules_added": [], "rules_removed": [],
              "conflicts": [], "drift": [], "actions": [], "ufw": _ufw(None),
-             "before": {"effective": True, "reasons": []}, "listeners": []}
+             "before": {"effective": True, "exposed": False, "reasons": []}, "listeners": []}
     host_results = {
         "sip-edge-01": {"address": "203.0.113.10", "unreachable": False, "failed": False, "result": edge},
         "media-03": {"address": "203.0.113.31", "unreachable": False, "failed": False, "result": media},

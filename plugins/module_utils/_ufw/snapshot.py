@@ -19,14 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._addresses import NET_DEV, host_addresses, parse_net_dev
 from ansible_collections.sipguard.firewall.plugins.module_utils._host import HostError
-from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import (
-    NET_DEV,
-    ProcNetError,
-    find_listeners,
-    host_addresses,
-    parse_net_dev,
-)
+from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import ProcNetError, find_listeners
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import (
     parse_iptables_save,
     parse_nft_ruleset,

@@ -174,21 +174,22 @@ class Transaction:
         if request.state == "closed":
             # The state before and who listens: what a fleet report shows next to the result.
             before = assess(request, snapshot, snapshot.live, closing=True)
-            result["before"] = dict(effective=before.closed, exposed=before.exposed, reasons=before.open_reasons)
+            result["before"] = dict(effective=before.closed, exposed=before.exposed, reasons=before.reasons)
             result["listeners"] = [listener_record(listener, snapshot.owners) for listener in snapshot.listeners]
             if snapshot.listeners_problem:
                 result["warnings"].append(snapshot.listeners_problem)
         result["ufw"] = self._ufw_after()
-        if change.kind == SKIP:
-            result.update(rules_added=[], rules_removed=[], skipped=True, effective=False,
-                          reasons=["UFW is inactive and inactive=skip: nothing was changed"])
+        if change.kind == SKIP:  # nothing changes: the state after is the state before
+            result.update(rules_added=[], rules_removed=[], skipped=True, effective=result["before"]["effective"],
+                          exposed=result["before"]["exposed"],
+                          reasons=["UFW is inactive and inactive=skip: nothing was changed"] + result["before"]["reasons"])
             result.pop("diff", None)
         if change.kind in (FILES_ONLY, SKIP):
             return result
         after = self._tables_after()
         if request.state == "closed" and after is not None:
             exposure = assess(request, snapshot, after, closing=True)
-            result.update(reasons=exposure.open_reasons, effective=exposure.closed, exposed=exposure.exposed)
+            result.update(reasons=exposure.reasons, effective=exposure.closed, exposed=exposure.exposed)
             result["warnings"].extend(exposure.warnings)
         return result
 

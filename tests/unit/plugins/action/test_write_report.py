@@ -114,8 +114,9 @@ def test_documentation_matches_the_plugin():
 def test_the_role_form_merges_a_batch_into_the_run_and_renders_the_role_template(tmp_path):
     template = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))), "roles", "sips", "templates", "report.html.j2")
-    entry = {"address": "192.0.2.7", "result": {"changed": True, "effective": True, "reasons": [],
-                                                "before": {"effective": False, "reasons": ["ipv4/tcp: allow 5061"]}}}
+    entry = {"address": "192.0.2.7", "result": {"changed": True, "effective": True, "exposed": False, "reasons": [],
+                                                "before": {"effective": False, "exposed": True,
+                                                           "reasons": ["ipv4/tcp: allow 5061"]}}}
     args = dict(dir=str(tmp_path), run_id="r1", mode="close", hosts={"sbc1": entry}, html_template=template)
     first = run(args)
     second = run(dict(args, hosts={"sbc2": dict(entry, failed=True, msg="boom")}))

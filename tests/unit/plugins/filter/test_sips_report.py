@@ -43,12 +43,14 @@ def audit(exposed, reasons=(), listeners=(), notes=None):
 
 
 def close(effective, before_effective, reasons=(), before_reasons=(), changed=True, **extra):
-    result = {"changed": changed, "effective": effective, "reasons": list(reasons),
+    result = {"changed": changed, "effective": effective, "exposed": None if effective is None else not effective,
+              "reasons": list(reasons),
               "rules_added": ["5061/tcp DENY IN Anywhere # sipguard"] if changed else [], "rules_removed": [],
               "conflicts": [], "drift": [], "actions": [],
               "ufw": {"version": "0.36.2", "enabled": True, "loaded": True, "active": True, "backend": "nft",
                       "ipv6": True, "default_policies": {"incoming": "deny", "outgoing": "allow"}},
-              "before": {"effective": before_effective, "reasons": list(before_reasons)},
+              "before": {"effective": before_effective, "exposed": not before_effective,
+                         "reasons": list(before_reasons)},
               "listeners": [listener()]}
     result.update(extra)
     return result
@@ -323,7 +325,7 @@ def test_restore_is_never_closed_without_evidence():
 
 
 def test_ufw_inactive_and_skip_is_exposed():
-    skipped = {"changed": False, "effective": False, "skipped": True,
+    skipped = {"changed": False, "effective": False, "exposed": True, "skipped": True,
                "reasons": ["UFW is inactive and inactive=skip: nothing was changed"], "rules_added": [],
                "rules_removed": [], "conflicts": [], "drift": [], "actions": [], "ufw": {"active": False}}
     item = one(sips_report({"h": host("192.0.2.1", skipped)}, mode="close"), "h")

@@ -89,39 +89,41 @@ def test_audit_and_close_give_the_same_answer_on_the_same_host(rules_dir, saves,
         pytest.fail("the close refused a state the audit judged: %s" % exc)
     assert not [argv for argv in closing.processes if not reads_only(argv)], "check mode ran a writer"
     before = close["before"]
-    assert before["exposed"] is audit["exposed"]
-    assert before["effective"] is audit["closed"]
-    open_paths = {"%s/%s" % (item["family"], item["protocol"]) for item in audit["summary"] if item["open"]}
-    assert {reason.split(":", 1)[0] for reason in before["reasons"]} == open_paths
-    # The reasons are the same sentences: each one the close gives for an exposed path the audit gives too.
+    assert before["exposed"] is audit["exposed"] is (not before["effective"])
     exposed_paths = {"%s/%s" % (item["family"], item["protocol"]) for item in audit["summary"] if item["exposed"]}
-    for reason in before["reasons"]:
-        if reason.split(":", 1)[0] in exposed_paths:
-            assert reason in audit["reasons"]
+    assert {reason.split(":", 1)[0] for reason in before["reasons"]} == exposed_paths
+    # The same sentences: the audit's reasons are the close's, with who listens named first.
+    assert [reason for reason in audit["reasons"] if "listens on" not in reason] == before["reasons"]
 
 
-def _path(reasons=(), listening=False, forwarded=False):
+def _path(reasons=(), listening=False):
     return Path(family="ipv4", protocol="tcp", port=5061, reasons=tuple(reasons), listening=listening,
-                forwarded=forwarded, who="kamailio listens on 0.0.0.0:5061" if listening else None, notes=(),
+                who="kamailio listens on 0.0.0.0:5061" if listening else None, notes=(),
                 firewall="accept" if reasons else "drop", deciding_rule=None)
 
 
-@pytest.mark.parametrize("path, exposed, closed", [
-    (_path(), False, True),
-    (_path(listening=True), False, True),  # something listens, the firewall keeps everyone out
-    (_path(["INPUT rule 1 accepts tcp port 5061"]), False, False),  # let in, nothing answers now
-    (_path(["INPUT rule 1 accepts tcp port 5061"], listening=True), True, False),
-    (_path(["nat PREROUTING rule 1 sends tcp port 5061 on"], forwarded=True), True, False),
+@pytest.mark.parametrize("path, exposed", [
+    (_path(), False),
+    (_path(listening=True), False),  # something listens, the firewall keeps everyone out
+    (_path(["INPUT rule 1 accepts tcp port 5061"]), True),  # let in: whatever starts there is reachable
+    (_path(["INPUT rule 1 accepts tcp port 5061"], listening=True), True),
 ])
-def test_exposed_is_open_and_answering_and_closed_is_nothing_open(path, exposed, closed):
+def test_exposed_means_the_firewall_lets_it_in_whoever_listens(path, exposed):
     exposure = Exposure((path,))
-    assert (exposure.exposed, exposure.closed) == (exposed, closed)
-    item = exposure.as_dict()["paths"][0]
-    assert item["exposed"] is exposed and item["open"] is (not closed)
+    assert exposure.exposed is exposed and exposure.closed is (not exposed)
+    item = path.as_dict()
+    assert item["exposed"] is exposed
+    if exposed:
+        assert exposure.reasons == ["ipv4/tcp: INPUT rule 1 accepts tcp port 5061"]
     if exposed and path.listening:
         assert item["reasons"][0] == "kamailio listens on 0.0.0.0:5061"
-    if not closed and not exposed:
-        assert item["reasons"] == [] and "nothing listens on it now" in item["notes"][-1]
+        assert exposure.reasons_with_listeners == ["ipv4/tcp: kamailio listens on 0.0.0.0:5061",
+                                                   "ipv4/tcp: INPUT rule 1 accepts tcp port 5061"]
+    elif exposed:
+        assert item["reasons"] == ["INPUT rule 1 accepts tcp port 5061"]
+        assert item["notes"][-1] == "the firewall lets tcp/5061 in, but nothing listens on it now"
+    else:
+        assert item["reasons"] == [] and exposure.reasons == []
 
 
 # ------------------------------------------------------------------ the read-only host
@@ -209,3 +211,12 @@ def test_a_failed_write_of_the_defaults_puts_back_the_rule_files_and_starts_noth
         Transaction(host, request(inactive="enable")).run()
     assert host.files == files
     assert not any(argv[0].endswith("ufw-init") for argv in host.processes)
+
+
+def test_an_audit_calls_a_port_the_firewall_lets_in_exposed_though_nothing_listens():
+    result = run_audit(FakeHost(saves=("input_accept_ahead.v4.save", "ufw_deny.v6.save")), request())
+    item = next(item for item in result["summary"] if (item["family"], item["protocol"]) == ("ipv4", "tcp"))
+    assert result["exposed"] is True and item["exposed"] is True and item["listening"] is False
+    assert item["notes"][-1] == "the firewall lets tcp/5061 in, but nothing listens on it now"
+    assert any(reason.startswith("ipv4/tcp: filter INPUT rule 1 accepts") for reason in result["reasons"])
+    assert not any("listens on" in reason for reason in result["reasons"])

@@ -463,13 +463,13 @@ def _address_fixture(name):
 
 
 def test_the_host_addresses_come_from_fib_trie_and_if_inet6():
-    from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import parse_fib_trie, parse_if_inet6
+    from ansible_collections.sipguard.firewall.plugins.module_utils._addresses import parse_fib_trie, parse_if_inet6
     assert parse_fib_trie(_address_fixture("fib_trie")) == ["10.89.7.81"]
     assert parse_if_inet6(_address_fixture("if_inet6")) == ["fd00:5061::51", "fe80::1c5f:cdff:fe27:5843"]
     assert parse_fib_trie("") == [] and parse_if_inet6(None) == []
 
 
 def test_the_host_interfaces_come_from_net_dev():
-    from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import parse_net_dev
+    from ansible_collections.sipguard.firewall.plugins.module_utils._addresses import parse_net_dev
     assert parse_net_dev(_address_fixture("net_dev")) == ["eth0"]
     assert parse_net_dev(None) == []

@@ -240,7 +240,7 @@ def test_trusted_allows_are_not_reported_as_exposure():
     assert result["effective"] is True and result["reasons"] == []
     snapshot = snapshot_of(host)
     untrusted = request()
-    reasons = assess(untrusted, snapshot, snapshot.live).open_reasons
+    reasons = assess(untrusted, snapshot, snapshot.live).reasons
     assert any("192.0.2.0/24" in reason for reason in reasons)
 
 
@@ -580,6 +580,6 @@ def test_starting_ufw_with_ipv6_off_is_refused_when_the_host_speaks_ipv6():
 
 def test_only_loopback_ipv6_does_not_refuse():
     host = FakeHost(files={"/proc/net/if_inet6": IF_INET6.splitlines()[0] + "\n"})
-    from ansible_collections.sipguard.firewall.plugins.module_utils._listeners import host_addresses
+    from ansible_collections.sipguard.firewall.plugins.module_utils._addresses import host_addresses
     assert host_addresses(host)[1] == []
     assert host_addresses(FakeHost(files={"/proc/net/if_inet6": IF_INET6}))[1] == ["eth0"]

@@ -28,8 +28,9 @@ def audit(exposed, reasons=()):
 
 
 def close(effective, before_effective, reasons=()):
-    return {"changed": True, "effective": effective, "reasons": list(reasons),
-            "before": {"effective": before_effective, "reasons": [] if before_effective else ["ipv4/tcp: allow"]}}
+    return {"changed": True, "effective": effective, "exposed": not effective, "reasons": list(reasons),
+            "before": {"effective": before_effective, "exposed": not before_effective,
+                       "reasons": [] if before_effective else ["ipv4/tcp: allow"]}}
 
 
 def report_of(results, mode="audit", previous=None, check_mode=False, run_id="run-1"):
