@@ -94,6 +94,12 @@ def am_alerts(world):
     return json.loads(get(world["am"] + "/api/v2/alerts"))
 
 
+def served(world, text):
+    """What node_exporter serves, once it holds text; None before."""
+    body = get(world["metrics_url"])
+    return body if text in body else None
+
+
 def notifications(world, status):
     """The alerts of Alertmanager's notifications to the capture receiver with that status."""
     return [alert for body in world["capture"].bodies("/am") for alert in body["alerts"]
@@ -152,8 +158,7 @@ def test_the_audit_raises_an_alertmanager_alert_and_writes_the_metrics(world):
                         what="Alertmanager notifying the alert")
     assert firing[0]["endsAt"].startswith("0001-01-01")  # open-ended: firing
     # the metrics: promtool's check is in test_prometheus_parts; here node_exporter serves this run's file
-    text = wait_until(lambda: (lambda body: body if 'host="%s"' % NAME in body else None)(get(world["metrics_url"])),
-                      what="node_exporter serving the run's series")
+    text = wait_until(lambda: served(world, 'host="%s"' % NAME), what="node_exporter serving the run's series")
     exposed = series(text, "sipguard_sips_exposed")
     assert exposed['{family="ipv4",host="%s",port="5061",protocol="tcp"}' % NAME] == 1
     assert series(text, "sipguard_sips_host_status")['{host="%s",port="5061",status="exposed"}' % NAME] == 1
@@ -199,8 +204,7 @@ def test_the_close_resolves_the_alert_in_alertmanager(world):
     resolved = wait_until(lambda: [alert for alert in notifications(world, "resolved") if alert["labels"] == LABELS],
                           what="Alertmanager notifying the alert resolved")
     assert not resolved[0]["endsAt"].startswith("0001-01-01")
-    text = wait_until(lambda: (lambda body: body if '{mode="close"}' in body else None)(get(world["metrics_url"])),
-                      what="node_exporter serving the close's series")
+    text = wait_until(lambda: served(world, '{mode="close"}'), what="node_exporter serving the close's series")
     assert series(text, "sipguard_sips_exposed")['{family="ipv4",host="%s",port="5061",protocol="tcp"}' % NAME] == 0
     assert series(text, "sipguard_sips_host_status")['{host="%s",port="5061",status="closed"}' % NAME] == 1
     assert set(series(text, "sipguard_sips_last_run_timestamp_seconds")) == {'{mode="audit"}', '{mode="close"}'}
