@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pathlib
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -196,6 +200,46 @@ def test_documentation_matches_the_records():
     assert {name: option.get("default") for name, option in documented["options"].items()} == {
         "targets": None, "port": 5061, "protocols": ["tcp", "udp"], "families": ["ipv4", "ipv6"], "timeout": 2,
         "retries": 1, "concurrency": 256, "tls": True, "sip": True, "server_name": None}
+
+
+# A connection plugin that is the local one under another name: the action plugin then sends the
+# module as it would over SSH (an AnsiballZ payload run by a new Python), on this machine.
+NOT_LOCAL_CONNECTION = """from ansible.plugins.connection.local import Connection as LocalConnection
+
+DOCUMENTATION = %r
+
+
+class Connection(LocalConnection):
+    transport = "sipguard_not_local"
+"""
+
+
+def test_the_module_runs_as_a_module_from_its_ansiballz_payload(tmp_path):
+    """The payload carries module_utils/_probe/ (a package): the module imports and probes from it alone."""
+    from ansible.plugins.connection import local
+
+    plugins = tmp_path / "connection_plugins"
+    plugins.mkdir()
+    (plugins / "sipguard_not_local.py").write_text(
+        NOT_LOCAL_CONNECTION % local.DOCUMENTATION.replace("name: local", "name: sipguard_not_local", 1))
+    collections = pathlib.Path(port_probe.__file__).parents[5]  # .../ansible_collections/sipguard/firewall/...
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # the payload alone
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_CONNECTION_PLUGINS=str(plugins),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"), ANSIBLE_REMOTE_TMP=str(tmp_path / "remote"),
+               ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    with SipServerThread() as server:
+        completed = subprocess.run(
+            [sys.executable, "-m", "ansible.cli.adhoc", "localhost", "-o", "-m", "sipguard.firewall.port_probe",
+             "-e", "ansible_connection=sipguard_not_local",
+             "-a", "targets=127.0.0.1 port=%d tls=false timeout=1 retries=0" % server.port],
+            env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    line = [text for text in completed.stdout.splitlines() if text.startswith("localhost | ")][-1]
+    result = json.loads(line.split(" => ", 1)[1])
+    assert len(list((tmp_path / "remote").glob("*/AnsiballZ_port_probe.py"))) == 1  # sent as a module
+    assert [(r["protocol"], r["state"], r["sip"]["status_code"]) for r in result["probes"]] == [
+        ("tcp", "open", 200), ("udp", "open", 200)]
+    assert result["changed"] is False and result["summary"]["exposed"] is True
 
 
 # --------------------------------------------------------------------------------------------
