@@ -195,9 +195,10 @@ STATE_REFRESH_SECONDS = 60.0
 
 
 def _collection_probe():
-    """The collection's probe code, importable however ansible-rulebook found this file."""
+    """The collection's probe (module_utils/_probe: request checks, network I/O), however
+    ansible-rulebook found this file."""
     try:
-        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run as _probe
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network, request
     except ImportError:
         # runpy.run_path() loads this file by path: put the directory that holds
         # ansible_collections/sipguard/firewall (this file's collection) on the path.
@@ -205,8 +206,14 @@ def _collection_probe():
         root = os.path.normpath(os.path.join(here, *([os.pardir] * 7)))
         if os.path.isdir(os.path.join(root, "ansible_collections")) and root not in sys.path:
             sys.path.append(root)
-        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run as _probe
-    return _probe
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network, request
+    return Probe(request=request, network=network)
+
+
+@dataclass(frozen=True)
+class Probe:
+    request: Any  # module_utils/_probe/request.py: ProbeRequest, check_target, defaults
+    network: Any  # module_utils/_probe/network.py: probe_all
 
 
 class PortStateArgumentError(ValueError):
@@ -290,17 +297,6 @@ def _flag(args, name, default):
     raise PortStateArgumentError("port_state: %s %r is not a boolean" % (name, value))
 
 
-def _string_list(args, name, default):
-    value = args.get(name, default)
-    if value is None or value == "":
-        value = default
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if not isinstance(value, (list, tuple)):
-        raise PortStateArgumentError("port_state: %s %r is not a list" % (name, value))
-    return list(value)
-
-
 def _target_pairs(value):
     """[(host, address)] from the targets argument; raise naming the bad item."""
     if value is None or value == "" or value == []:
@@ -362,19 +358,18 @@ def parse_args(args, probe=None):
                                      " (inventory=%r, targets=%r)" % (args.get("inventory"), args.get("targets")))
     for _host, address in targets:
         try:
-            probe.check_target(address)
-        except probe.ProbeRequestError as exc:
+            probe.request.check_target(address)
+        except probe.request.ProbeRequestError as exc:
             raise PortStateArgumentError("port_state: targets: %s" % exc)
     # The probe's own checks name the option and the value (port, protocols, families, ...).
+    given = {name: args[name] for name in ("port", "protocols", "families", "timeout", "retries", "concurrency")
+             if args.get(name) not in (None, "")}
+    for name in ("protocols", "families"):
+        if isinstance(given.get(name), str):
+            given[name] = [part.strip() for part in given[name].split(",")]
     try:
-        request = probe.ProbeRequest.from_params(dict(
-            targets=["127.0.0.1"], port=args.get("port", probe.SIPS_PORT) or probe.SIPS_PORT,
-            protocols=_string_list(args, "protocols", list(probe.PROTOCOLS)),
-            families=_string_list(args, "families", list(probe.FAMILIES)),
-            timeout=2.0 if args.get("timeout") in (None, "") else args.get("timeout"),
-            retries=1 if args.get("retries") in (None, "") else args.get("retries"),
-            concurrency=256 if args.get("concurrency") in (None, "") else args.get("concurrency")))
-    except probe.ProbeRequestError as exc:
+        request = probe.request.ProbeRequest.from_params(dict(given, targets=["127.0.0.1"]))
+    except probe.request.ProbeRequestError as exc:
         raise PortStateArgumentError("port_state: %s" % exc)
     interval = _seconds(args, "interval", 5.0)
     state_file = args.get("state_file") or "~/.sipguard/watch/port_state-%d.json" % request.port
@@ -469,7 +464,13 @@ def read_inventory(path, group, timeout=INVENTORY_TIMEOUT):
     if not isinstance(listing, dict):
         last = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise PortStateArgumentError("port_state: inventory %r cannot be read: %s" % (path, last[0]))
-    return inventory_targets(listing, group)
+    try:
+        return inventory_targets(listing, group)
+    except PortStateArgumentError as exc:
+        # ansible-inventory warns (and lists nothing) about a file it cannot parse: say so.
+        warnings = [line.strip() for line in (done.stderr or "").splitlines() if "WARNING" in line]
+        raise PortStateArgumentError("%s (inventory %r%s)" % (exc, path, "; ansible-inventory: " + warnings[-1]
+                                                              if warnings else ""))
 
 
 def watched_pairs(config, inventory_pairs, probe):
@@ -477,8 +478,8 @@ def watched_pairs(config, inventory_pairs, probe):
     pairs = []
     for pair in list(inventory_pairs) + list(config.targets):
         try:
-            probe.check_target(pair[1])
-        except probe.ProbeRequestError as exc:
+            probe.request.check_target(pair[1])
+        except probe.request.ProbeRequestError as exc:
             raise PortStateArgumentError("port_state: host %r: %s" % (pair[0], exc))
         if pair not in pairs:
             pairs.append(pair)
@@ -733,7 +734,7 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     hosts_by_target: Dict[str, List[str]] = {}
     for host, address in pairs:
         hosts_by_target.setdefault(address, []).append(host)
-    request = probe.ProbeRequest.from_params(dict(
+    request = probe.request.ProbeRequest.from_params(dict(
         targets=list(hosts_by_target), port=config.port, protocols=list(config.protocols),
         families=list(config.families), timeout=config.timeout, retries=config.retries,
         concurrency=config.concurrency, tls=config.tls, sip=config.sip))
@@ -743,17 +744,17 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     saved_at = None
     while True:
         started = loop.time()
-        result = await probe.probe_all(request)
+        result = await probe.network.probe_all(request)
         now = datetime.datetime.now(datetime.timezone.utc)
         state, events = diff(state, observations(result["probes"], hosts_by_target), now, config.flap_window)
-        for event in events:
-            LOG.info("port_state: %s", event["port_state"]["message"])
-            await queue.put(event)
-        # Saved after the events went out: a restart in between sends them again rather than
-        # losing a reopening (acting on one twice is harmless: the close is idempotent).
+        # Saved before the events go out: what the state file holds is what was announced, so a
+        # restart neither repeats an event nor misses a change that happens while it is down.
         if events or saved_at is None or started - saved_at >= STATE_REFRESH_SECONDS:
             await loop.run_in_executor(None, save_state, config.state_file, state, config.port)
             saved_at = started
+        for event in events:
+            LOG.info("port_state: %s", event["port_state"]["message"])
+            await queue.put(event)
         await asyncio.sleep(max(0.0, started + config.interval - loop.time()))
 
 
