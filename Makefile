@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md): make demo, make test.
-.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults monitoring differential clean bench-processes bench-probe-sweep bench-fleet bench-settings bench-memory
+.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults monitoring eda differential clean bench-processes bench-probe-sweep bench-fleet bench-settings bench-memory
 
 demo:            ## install what is missing, start a demo fleet, audit -> close -> audit, print the table
 	demo/run.sh
@@ -10,7 +10,7 @@ demo-clean:      ## remove the demo fleet's containers
 test:            ## install what is missing, then lint, sanity, unit tests, molecule
 	tests/harness/run-tests.sh
 
-setup lint build sanity unit molecule awx faults monitoring differential:   ## one stage of `make test`
+setup lint build sanity unit molecule awx faults monitoring eda differential:   ## one stage of `make test`
 	tests/harness/run-tests.sh $@
 
 # `make differential` alone: SIPGUARD_DIFF_SEED, SIPGUARD_DIFF_COUNT, SIPGUARD_DIFF_ONLY, SIPGUARD_DIFF_WORKERS

@@ -11,6 +11,8 @@ export CONTAINERS_CONF=$root/tests/harness/containers.conf
 export PATH=$root/.venv/bin:$PATH
 export ANSIBLE_COLLECTIONS_PATH=$root/build
 export PYTHONPATH=$root/build
+# ansible-rulebook's rule engine (stage eda) runs on Java 17 (tests/harness/setup.sh installs it).
+export JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture 2>/dev/null || echo amd64)}
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 
 # build/ansible_collections/sipguard/firewall -> the repository, so Ansible and pytest
@@ -81,6 +83,8 @@ stage_awx() { pytest_counted awx tests/awx; }
 stage_faults() { pytest_counted faults tests/faults; }
 # Alerts and metrics against Debian's real promtool, node_exporter and Alertmanager on loopback.
 stage_monitoring() { pytest_counted monitoring tests/monitoring; }
+# The keep_closed rulebook: the port_state source's unit tests, then ansible-rulebook against real UFW.
+stage_eda() { pytest_counted eda tests/eda; }
 # Random UFW states (seed printed; SIPGUARD_DIFF_SEED/COUNT/ONLY repeat a run): the modules'
 # verdicts against what a prober container reaches. The suite runs a fixed seed whose 200 states
 # all agree (a regression fails it the same way every time); `make differential` alone draws a
@@ -94,7 +98,7 @@ stage_differential() {
 
 stages=("$@")
 suite_run=0  # 1: the whole suite (make test), which runs the differential test at its fixed seed
-[ ${#stages[@]} -gt 0 ] || { stages=(setup lint build sanity unit molecule awx faults monitoring differential); suite_run=1; }
+[ ${#stages[@]} -gt 0 ] || { stages=(setup lint build sanity unit molecule awx faults monitoring eda differential); suite_run=1; }
 timings=()
 for stage in "${stages[@]}"; do
   declare -F "stage_$stage" >/dev/null || { echo "run-tests: unknown stage '$stage'" >&2; exit 2; }

@@ -20,6 +20,9 @@ for cmd_pkg in podman:podman runc:runc debootstrap:debootstrap strace:strace she
     prometheus-node-exporter:prometheus-node-exporter; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg#*:}")
 done
+# ansible-rulebook (tests/eda: the keep_closed rulebook) runs its rule engine on Java 17.
+java17=/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture 2>/dev/null || echo amd64)
+[ -x "$java17/bin/java" ] || missing+=(openjdk-17-jre-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them; install them by hand (Debian/Ubuntu packages of the same names)"
   [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root (or install them with: sudo apt-get install -y ${missing[*]})"
