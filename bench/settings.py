@@ -62,7 +62,7 @@ GROUPS = [  # per-batch grouping of the role's tasks (profile_tasks names), firs
     ("report (host records, merge into the run's report, JSON+HTML, summary, set_stats, alert)",
      ("Write the run's report", "Summary", "Hand the results", "Alert on exposure", "Keep the host's result")),
     ("verdict (fail what is still exposed)", ("Fail the host",)),
-    ("validation (argument spec, netaddr, run-wide checks)",
+    ("validation (argument spec, trusted sources, run-wide checks)",
      ("Validating arguments", "Check the values", "Keep the values", "Check the run", "Check with the sips role")),
 ]
 

@@ -13,10 +13,9 @@ author:
   - sipguard maintainers (@sipguard)
 description:
   - Keeps the addresses (IPv4 or IPv6) of the input that lie inside at least one of O(networks);
-    anything that is not an address (a link-local address with a zone, a name) is left out.
+    anything that is not an address (a name) is left out; a zone (C(fe80::1%eth0)) is ignored.
   - The C(sipguard.firewall.sips) role uses it to tell whether the controller itself is a trusted
     source, in which case the port being open to it is the intended result.
-  - Runs on the controller; needs the Python library C(netaddr).
 options:
   _input:
     description: Addresses.
@@ -46,27 +45,14 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._networks import inside
+
 
 def in_networks(addresses, networks):
-    if not networks:
-        return []  # nothing is inside no network; netaddr (~50 ms to import) is not needed
     try:
-        import netaddr  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        raise AnsibleFilterError("sipguard.firewall.in_networks needs the Python library netaddr on the controller")
-    try:
-        cidrs = [netaddr.IPNetwork(network) for network in networks]
-    except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
-        raise AnsibleFilterError("in_networks: bad network in %r: %s" % (networks, exc))
-    inside = []
-    for address in addresses:
-        try:
-            ip = netaddr.IPAddress(str(address))
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            continue
-        if any(ip.version == cidr.version and ip in cidr for cidr in cidrs):
-            inside.append(str(address))
-    return inside
+        return inside(addresses, networks or [])
+    except ValueError as exc:
+        raise AnsibleFilterError("in_networks: bad network: %s" % exc)
 
 
 class FilterModule:

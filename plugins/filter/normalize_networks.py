@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: normalize_networks
-short_description: Validate and normalise a list of addresses and CIDR networks with netaddr
+short_description: Validate and normalise a list of addresses and CIDR networks
 version_added: 0.1.0
 author:
   - sipguard maintainers (@sipguard)
@@ -16,7 +16,8 @@ description:
     C(2001:db8::/32), a single address loses its C(/32) or C(/128)), dropping duplicates and keeping order.
   - Fails naming the value for anything that is not an address or network, and for a network written
     with host bits set (C(10.0.0.1/8)), which would otherwise be silently widened.
-  - Runs on the controller; needs the Python library C(netaddr).
+  - The same check M(sipguard.firewall.ufw_port) and M(sipguard.firewall.port_audit) make of O(sipguard.firewall.ufw_port#module:trusted_sources)
+    on the hosts (one implementation, Python's C(ipaddress)): a value accepted here is accepted there.
 options:
   _input:
     description: Addresses and CIDR networks.
@@ -41,29 +42,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-
-def _netaddr():
-    """netaddr, imported on first use: every Ansible worker that templates the role's
-    (usually empty) trusted sources would otherwise pay its ~50 ms import."""
-    try:
-        import netaddr  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        raise AnsibleFilterError("sipguard.firewall.normalize_networks needs the Python library netaddr "
-                                 "on the controller (pip install netaddr)")
-    return netaddr
-
-
-def _network(value):
-    netaddr = _netaddr()
-    text = str(value).strip()
-    try:
-        # netaddr 1.x parses with inet_pton rules: legacy spellings such as "10.1" are refused.
-        network = netaddr.IPNetwork(text)
-    except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
-        raise AnsibleFilterError("%r is not an IPv4/IPv6 address or CIDR network: %s" % (value, exc))
-    if network.ip != network.network:
-        raise AnsibleFilterError("%r has host bits set; did you mean %s?" % (value, network.cidr))
-    return network
+from ansible_collections.sipguard.firewall.plugins.module_utils._networks import normalize_network
 
 
 def normalize_networks(values):
@@ -71,9 +50,10 @@ def normalize_networks(values):
         raise AnsibleFilterError("expected a list of addresses and networks, got %r" % (values,))
     result = []
     for value in values:
-        network = _network(value)
-        host_prefix = 32 if network.version == 4 else 128
-        text = str(network.ip) if network.prefixlen == host_prefix else str(network.cidr)
+        try:
+            text = normalize_network(value)
+        except ValueError as exc:
+            raise AnsibleFilterError(str(exc))
         if text not in result:
             result.append(text)
     return result

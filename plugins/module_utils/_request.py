@@ -11,10 +11,11 @@ Private to the sipguard.firewall collection: no compatibility promise outside it
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Tuple
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._networks import family_of, normalize_network
 
 COMMENT_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,64}$")
 PROTOCOLS = ("tcp", "udp")
@@ -80,18 +81,11 @@ def _unique(values, name, allowed):
     return tuple(value for value in allowed if value in values)
 
 
-def family_of(network_text):
-    return "ipv6" if ":" in network_text else "ipv4"
-
-
 def _normalize_source(source, families):
     try:
-        network = ipaddress.ip_network(source.strip(), strict=True)
+        text = normalize_network(source)
     except ValueError as exc:
-        raise RequestError("trusted source %r is not an IPv4/IPv6 address or network: %s" % (source, exc))
-    family = "ipv%d" % network.version
-    if family not in families:
-        raise RequestError("trusted source %r is %s, but families is %s" % (source, family, list(families)))
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
+        raise RequestError("trusted source %s" % exc)
+    if family_of(text) not in families:
+        raise RequestError("trusted source %r is %s, but families is %s" % (source, family_of(text), list(families)))
+    return text

@@ -14,11 +14,12 @@ merge the records of every batch and slice of a run (``_report_store``) before a
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import re
 from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import boolean
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._networks import inside
 
 
 class ReportError(ValueError):
@@ -241,28 +242,12 @@ def _targets(name, entry):
     return list(dict.fromkeys(keys)) or [_norm_address(name)]
 
 
-def _networks(values, what):
-    """ipaddress networks of trusted sources (already normalised by the role); the bad one named."""
-    networks = []
-    for value in _strings(values):
-        try:
-            networks.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise ReportError("sips_report: %s: %r is not an address or network" % (what, value))
-    return networks
-
-
 def is_trusted(addresses, trusted_sources):
     """Whether any of addresses (the controller's own) lies inside trusted_sources."""
-    networks = _networks(trusted_sources, "trusted_sources")
-    for address in _strings(addresses):
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            continue  # a name or anything else that is not an address cannot be inside a network
-        if any(ip.version == network.version and ip in network for network in networks):
-            return True
-    return False
+    try:
+        return bool(inside(_strings(addresses), _strings(trusted_sources)))
+    except ValueError as exc:
+        raise ReportError("sips_report: trusted_sources: %s" % exc)
 
 
 def _host_settings(name, entry, defaults):
