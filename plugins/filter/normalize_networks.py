@@ -16,8 +16,9 @@ description:
     C(2001:db8::/32), a single address loses its C(/32) or C(/128)), dropping duplicates and keeping order.
   - Fails naming the value for anything that is not an address or network, and for a network written
     with host bits set (C(10.0.0.1/8)), which would otherwise be silently widened.
-  - The same check M(sipguard.firewall.ufw_port) and M(sipguard.firewall.port_audit) make of O(sipguard.firewall.ufw_port#module:trusted_sources)
-    on the hosts (one implementation, Python's C(ipaddress)): a value accepted here is accepted there.
+  - The same check M(sipguard.firewall.ufw_port) and M(sipguard.firewall.port_audit) make of their
+    O(sipguard.firewall.ufw_port#module:trusted_sources) on the hosts, one implementation with Python's
+    C(ipaddress) - a value accepted here is accepted there.
 options:
   _input:
     description: Addresses and CIDR networks.

@@ -94,7 +94,6 @@ class Exposure:
         return ["%s: %s" % (path.prefix, reason) for path in self.paths for reason in path.as_dict()["reasons"]]
 
 
-
 def ufw_ipv6_unmanaged(snapshot, tables, family):
     """Why UFW has no chains in the family's loaded rules when that is IPV6=no; else None."""
     if family != "ipv6" or not snapshot.installed or snapshot.ipv6 or has_ufw_chains(tables, family):

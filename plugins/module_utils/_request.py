@@ -35,6 +35,15 @@ class RequestError(ValueError):
     """The task's parameters are invalid; nothing was read or changed."""
 
 
+def check_port(value):
+    """The port as an int from 1 to 65535 (given as a number or its text); ValueError naming the
+    value otherwise. The one range check of every module, action and the report."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("port must be an integer from 1 to 65535, not %r" % (value,))
+    return int(text)
+
+
 @dataclass(frozen=True)
 class PortRequest:
     port: int
@@ -52,9 +61,10 @@ class PortRequest:
     def from_params(cls, params):
         """Validate and normalise module parameters, naming the bad value on error."""
         params = dict(AUDIT_DEFAULTS, **params)
-        port = params["port"]
-        if not 1 <= port <= 65535:
-            raise RequestError("port must be from 1 to 65535, got %s" % port)
+        try:
+            port = check_port(params["port"])
+        except ValueError as exc:
+            raise RequestError(str(exc))
         protocols = _unique(params["protocols"], "protocols", PROTOCOLS)
         families = _unique(params["families"], "families", FAMILIES)
         comment = params["comment"]

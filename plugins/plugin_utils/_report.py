@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._networks import inside
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import check_port
 
 
 class ReportError(ValueError):
@@ -117,12 +118,9 @@ def _generated(value):
 
 def _port(value):
     try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise ReportError("sips_report: port must be an integer, not %r" % (value,))
-    if not 1 <= port <= 65535:
-        raise ReportError("sips_report: port must be 1-65535, not %d" % port)
-    return port
+        return check_port(value)
+    except ValueError as exc:
+        raise ReportError("sips_report: %s" % exc)
 
 
 def _probe_index(probe):

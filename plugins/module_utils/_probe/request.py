@@ -32,8 +32,8 @@ from typing import Optional, Tuple
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-PROTOCOLS = ("tcp", "udp")
-FAMILIES = ("ipv4", "ipv6")
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import FAMILIES, PROTOCOLS, check_port
+
 SIPS_PORT = 5061
 
 # The port_probe module's options (its DOCUMENTATION describes them; the sanity test compares).
@@ -90,8 +90,10 @@ class ProbeRequest:
             check_target(text, original=target)
             if text not in cleaned:
                 cleaned.append(text)
-        if not 1 <= params["port"] <= 65535:
-            raise ProbeRequestError("port %r is out of range 1-65535" % (params["port"],))
+        try:
+            check_port(params["port"])
+        except ValueError as exc:
+            raise ProbeRequestError(str(exc))
         timeout = params["timeout"]
         if timeout <= 0 or not math.isfinite(timeout):
             raise ProbeRequestError("timeout %r must be a number of seconds greater than 0" % (timeout,))

@@ -31,6 +31,8 @@ import socket
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._request import check_port
+
 RULES_MARKER = "### RULES ###"
 END_RULES_MARKER = "### END RULES ###"
 TUPLE_PREFIX = "### tuple ###"
@@ -190,8 +192,9 @@ def make_rule(action: str, protocol: str, port: int, src: Optional[str] = None, 
         raise ValueError("action must be one of %s, not %r" % (", ".join(sorted(_IPTABLES_TARGETS)), action))
     if protocol not in _NEW_RULE_PROTOCOLS:
         raise ValueError("protocol must be one of %s, not %r" % (", ".join(_NEW_RULE_PROTOCOLS), protocol))
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+    if not isinstance(port, int):
         raise ValueError("port must be an integer from 1 to 65535, not %r" % (port,))
+    check_port(port)
     if "'" in comment:
         # ufw's own command line refuses these (see ufw's parser.py); stay within what ufw can produce.
         raise ValueError("comment must not contain a single quote")

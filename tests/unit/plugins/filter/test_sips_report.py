@@ -383,7 +383,7 @@ def test_the_report_is_plain_json():
     (dict(host_results=["a"]), "the input (host results by host name) must be a dictionary"),
     (dict(host_results={"a": "x"}), "the result of host a must be a dictionary"),
     (dict(host_results={}, mode="open"), "mode must be one of audit, close, restore"),
-    (dict(host_results={}, port=0), "port must be 1-65535"),
+    (dict(host_results={}, port=0), "port must be an integer from 1 to 65535, not 0"),
     (dict(host_results={}, port="https"), "port must be an integer"),
     (dict(host_results={}, probe=[]), "probe must be a dictionary"),
     (dict(host_results={}, probe={"probes": "x"}), "probe.probes must be a list"),
