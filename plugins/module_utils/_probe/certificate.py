@@ -191,4 +191,3 @@ def make_tls_context():
     except (ValueError, ssl.SSLError, AttributeError):
         pass
     return context
-

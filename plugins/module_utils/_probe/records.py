@@ -100,4 +100,3 @@ def summarize(records, port):
         "open": [endpoint(r) for r in open_records],
         "message": message,
     }
-

@@ -189,4 +189,3 @@ def sip_summary(parsed, transport, rtt_ms):
         "transport": transport,
         "rtt_ms": rtt_ms,
     }
-

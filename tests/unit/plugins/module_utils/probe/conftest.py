@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.certificates import NOW, make_certificate
 
+
 @pytest.fixture(scope="module")
 def certificate():
     return make_certificate(NOW + datetime.timedelta(days=30, hours=1))[0]

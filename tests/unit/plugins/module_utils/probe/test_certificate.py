@@ -17,6 +17,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe import ce
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.certificate import describe_certificate
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.certificates import NOW, make_certificate
 
+
 @pytest.mark.parametrize("use_cryptography", [True, False], ids=["cryptography", "ssl-decoder"])
 def test_describe_certificate(certificate, use_cryptography):
     der = certificate.public_bytes(serialization.Encoding.DER)

@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.records import classify_os_error, new_record, summarize
 
+
 @pytest.mark.parametrize("exc, state", [
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "closed"),
     (OSError(errno.EHOSTUNREACH, "No route to host"), "filtered"),

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ProbeRequest, ProbeRequestError
 
+
 def test_defaults():
     req = ProbeRequest.from_params(dict(targets=["192.0.2.1"]))
     assert (req.port, req.protocols, req.families, req.timeout, req.retries, req.concurrency,

@@ -14,6 +14,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe import re
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, free_port, request
 
+
 def test_resolution_failures_give_error_records_and_families_filter(monkeypatch):
     def fake_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's names
         if flags & socket.AI_NUMERICHOST:

@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip import SipParseError, build_options, parse_sip_response
 
+
 def parse_request(data):
     text = data.decode("ascii")
     assert text.endswith("\r\n\r\n")

@@ -18,7 +18,16 @@ import time
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
-from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, free_port, request, silent, sip_server, start_on_both, stop
+from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
+    LOOPBACKS,
+    free_port,
+    request,
+    silent,
+    sip_server,
+    start_on_both,
+    stop,
+)
+
 
 def test_plain_tcp_open_without_tls_or_sip_and_closed_port():
     async def scenario():

@@ -14,6 +14,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe import ce
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, by_key, request, sip_server, start_on_both, stop
 
+
 def test_tls_sip_server_on_both_loopbacks(server_tls):
     context, certificate, _names = server_tls
     received = []

@@ -15,6 +15,7 @@ import time
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, UdpSip, free_port, request, udp_on_both
 
+
 def test_udp_sip_responder_is_open_with_the_sip_answer():
     async def scenario():
         port, endpoints = await udp_on_both(UdpSip)
