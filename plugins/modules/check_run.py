@@ -33,8 +33,9 @@ options:
     description:
       - By inventory host name, the values of the variables that must be the same for every host
         of a run (the role passes C(sips_mode), C(sips_state), C(sips_port), C(sips_report_dir),
-        C(sips_run_id), the probe's timeout, retries and concurrency and the webhook in a redacted
-        form - its scheme, host and a hash, never its path).
+        C(sips_run_id), the probe's timeout, retries and concurrency, the alert's format and
+        C(sips_alert_fail_on_error), C(sips_metrics_file), and the webhook in a redacted form - its
+        scheme, host and a hash, never its path, query or credentials).
     type: dict
     required: true
   earlier:
