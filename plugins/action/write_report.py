@@ -22,6 +22,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.ajson import AnsibleJSONEncoder
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._atomic import write_atomic
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _metrics, _report, _report_store
 from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
@@ -66,8 +67,8 @@ def write_report_files(directory, report, html, check_mode=False):
     if result["previous_kept"]:
         # a rename, so the previous report is exactly the last one written, never half of one
         os.replace(paths["json"], paths["previous"])
-    _report_store.write_atomically(paths["json"], text)
-    _report_store.write_atomically(paths["html"], html)
+    write_atomic(paths["json"], text, mode=_report_store.FILE_MODE)
+    write_atomic(paths["html"], html, mode=_report_store.FILE_MODE)
     result["written"] = [paths["json"], paths["html"]]
     return result
 
@@ -97,7 +98,7 @@ def metrics_writer(path):
                 previous = stream.read()
         except (FileNotFoundError, UnicodeDecodeError):
             previous = ""
-        _report_store.write_atomically(path, _metrics.render(report, previous), mode=METRICS_MODE)
+        write_atomic(path, _metrics.render(report, previous), mode=METRICS_MODE)
     return write
 
 

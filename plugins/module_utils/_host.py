@@ -16,9 +16,10 @@ import errno
 import fcntl
 import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
+
+from ansible_collections.sipguard.firewall.plugins.module_utils._atomic import write_atomic
 
 UFW_LOCK_PATH = "/run/ufw.lock"
 
@@ -92,37 +93,17 @@ class Host:
 
     @staticmethod
     def write_atomic(path, text):
-        """Replace path with text: a temporary file in the same directory, fsync, rename.
-
-        A reader (or a crash) sees either the old file or the new one, never a mix;
-        mode and ownership of the old file are kept.
-        """
-        directory = os.path.dirname(path)
+        """Replace path with text atomically (``_atomic.write_atomic``), keeping the old file's
+        mode and ownership; the temporary file is ``.sipguard-*`` in the same directory."""
         try:
             current = os.stat(path)
-            mode, uid, gid = current.st_mode & 0o7777, current.st_uid, current.st_gid
+            mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
         except OSError:
-            mode, uid, gid = 0o640, 0, 0
-        fd, temp_path = tempfile.mkstemp(prefix=".sipguard-", dir=directory)
+            mode, owner = 0o640, (0, 0)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp_path, mode)
-            os.chown(temp_path, uid, gid)
-            os.rename(temp_path, path)
+            write_atomic(path, text, mode=mode, owner=owner, prefix=".sipguard-")
         except (IOError, OSError) as exc:
-            try:
-                os.unlink(temp_path)
-            except OSError:
-                pass
             raise HostError("cannot write %s: %s" % (path, exc.strerror))
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
 
     @staticmethod
     @contextmanager

@@ -31,10 +31,10 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._atomic import write_atomic
 from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _report
 
 JSON_NAME = "sips-report.json"
@@ -61,26 +61,6 @@ def paths(directory):
 def new_run_id():
     """A run id for a run nobody named: sortable by time, unique across controllers."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
-
-
-def write_atomically(path, text, mode=FILE_MODE):
-    """Replace path by text: a temporary file in the same directory, fsync, rename.
-
-    The temporary name is ``.<name>.<random>``: it never ends like the file (node_exporter's
-    textfile collector reads ``*.prom`` and must never see a half-written one)."""
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def to_json(data):
@@ -206,7 +186,7 @@ def write_run(directory, run_id, records, mode, port, check_mode, generated, ren
     part = dict(run_id=run_id, written=generated, mode=mode, port=port, check_mode=check_mode,
                 records=records, unmatched_probes=list(unmatched_probes), probe_summary=probe_summary)
     part_name = "%020d-%d-%s.json" % (time.time_ns(), os.getpid(), secrets.token_hex(3))
-    write_atomically(os.path.join(run_dir, part_name), to_json(part))
+    write_atomic(os.path.join(run_dir, part_name), to_json(part), mode=FILE_MODE)
 
     warnings = []
     with locked(directory):
@@ -235,8 +215,8 @@ def write_run(directory, run_id, records, mode, port, check_mode, generated, ren
         if alert and (new_exposed or new_resolved):
             report["run"]["alerted_hosts"] = alerted + new_exposed
             report["run"]["alerted_resolved_hosts"] = alerted_resolved + new_resolved
-        write_atomically(files["json"], to_json(report))
-        write_atomically(files["html"], render_html(report))
+        write_atomic(files["json"], to_json(report), mode=FILE_MODE)
+        write_atomic(files["html"], render_html(report), mode=FILE_MODE)
         if on_written is not None:
             on_written(report)
         keep = {run_id, ((previous or {}).get("run") or {}).get("id")}
