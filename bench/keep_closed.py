@@ -1,0 +1,185 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Figures of the keep_closed rulebook and its port_state source (a benchmark, not a test).
+
+  .venv/bin/python bench/keep_closed.py [--part latency|watcher|both] [--hosts 4] [--interval 5]
+                                        [--targets 1000] [--watch-interval 10] [--seconds 60]
+
+latency: HOSTS containers of the harness image (UFW active, listener on 5061), closed with the
+  collection's close playbook; ansible-rulebook runs keep_closed on them at INTERVAL; then every
+  host is reopened at once with `ufw allow 5061/tcp`. Prints, per host, the seconds from the
+  reopen to the watcher's event (its log line) and to closed again as seen from this machine
+  (tests/harness/probe.py every 0.2 s on IPv4 and IPv6). Target: at most interval + one close run.
+watcher: the port_state source alone (its __main__) over TARGETS loopback addresses
+  (127.0.x.y, nothing listening: TCP and UDP closed) at WATCH_INTERVAL for SECONDS; prints its
+  CPU time as a share of one core and its peak resident memory. Target: < 5 % and < 100 MB.
+Only the benchmark's own containers (sge-bench-N) and loopback are probed; all are removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "faults"))
+from fleet_harness import ENV, IMAGE, LISTENER, NETWORK, PLAYBOOK, probe, run  # noqa: E402
+
+SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source", "port_state.py")
+SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable "
+         "&& (setsid python3 /listener.py 5061 > /dev/null 2>&1 &)")
+JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+RULEBOOK_ENV = dict(ENV, JAVA_HOME=JAVA_HOME, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + ENV["PATH"],
+                    PYTHONPATH=os.path.join(ROOT, "build"))
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+def log_time(line):
+    match = LOG_TIME.match(line)
+    return (time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000.0
+            if match else None)
+
+
+def latency(hosts, interval):
+    names = ["sge-bench-%d" % number for number in range(1, hosts + 1)]
+    work = tempfile.mkdtemp(prefix="sge-bench-")
+    process = None
+    try:
+        addresses = {}
+        for name in names:
+            run(["podman", "rm", "-f", "-t", "0", name], check=False)
+            run(["podman", "run", "-d", "--name", name, "--network", NETWORK, "--cap-add", "NET_ADMIN",
+                 "--cap-add", "NET_RAW", IMAGE])
+            run(["podman", "cp", LISTENER, "%s:/listener.py" % name])
+            run(["podman", "exec", name, "sh", "-c", SETUP + " > /dev/null"])
+            network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
+            addresses[name] = [network["IPAddress"], network["GlobalIPv6Address"]]
+        inventory = os.path.join(work, "hosts.yml")
+        with open(inventory, "w") as out:
+            json.dump({"all": {"vars": {"ansible_connection": "podman"},
+                               "hosts": {name: {"sips_probe_targets": pair} for name, pair in addresses.items()}}}, out)
+        started = time.monotonic()
+        run([PLAYBOOK, "sipguard.firewall.close", "-i", inventory, "-e",
+             json.dumps({"sips_report_dir": os.path.join(work, "first")})])
+        one_close = time.monotonic() - started
+        variables = os.path.join(work, "watch.yml")
+        with open(variables, "w") as out:
+            json.dump({"sips_watch_inventory": inventory, "sips_watch_interval": interval,
+                       "sips_watch_state_file": os.path.join(work, "state.json"),
+                       "sips_watch_report_dir": os.path.join(work, "report")}, out)
+        log = os.path.join(work, "rulebook.log")
+        with open(log, "w") as out:
+            process = subprocess.Popen(["ansible-rulebook", "-r", "sipguard.firewall.keep_closed", "-i", inventory,
+                                        "--vars", variables, "-v"], cwd=work, env=RULEBOOK_ENV, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while "port_state: watching" not in open(log).read():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("ansible-rulebook did not start:\n" + open(log).read()[-3000:])
+            time.sleep(0.5)
+        time.sleep(interval + 1)
+        reopened = {}
+        for name in names:
+            reopened[name] = time.time()
+            run(["podman", "exec", name, "ufw", "allow", "5061/tcp"])
+        closed = {}
+        deadline = time.monotonic() + 180
+        while len(closed) < len(names) and time.monotonic() < deadline:
+            for name in names:
+                if name not in closed and all(probe("tcp", address) == "filtered" for address in addresses[name]):
+                    closed[name] = time.time()
+            time.sleep(0.2)
+        text = open(log).read()
+        seen = {}
+        for line in text.splitlines():
+            match = re.search(r"port_state: 5061/tcp reopened on (sge-bench-\d+) ", line)
+            if match and match.group(1) not in seen:
+                seen[match.group(1)] = log_time(line)
+        rows = []
+        for name in names:
+            rows.append((name, seen.get(name) and seen[name] - reopened[name],
+                         closed.get(name) and closed[name] - reopened[name]))
+        print("latency: %d hosts, interval %g s, one close playbook run on all of them before: %.1f s, load %s"
+              % (hosts, interval, one_close, open("/proc/loadavg").read().split()[0]))
+        print("%-14s %18s %22s" % ("host", "reopen -> event s", "reopen -> closed s"))
+        for name, event, healed in rows:
+            print("%-14s %18s %22s" % (name, "%.1f" % event if event else "-", "%.1f" % healed if healed else "NOT"))
+        events = [row[1] for row in rows if row[1]]
+        heals = [row[2] for row in rows if row[2]]
+        if events and heals:
+            print("event: median %.1f s, max %.1f s; closed again: median %.1f s, max %.1f s (target <= %g s + one close)"
+                  % (statistics.median(events), max(events), statistics.median(heals), max(heals), interval))
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for name in names:
+            run(["podman", "rm", "-f", "-t", "0", name], check=False)
+
+
+def _cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def watcher(targets, interval, seconds):
+    addresses = ["127.0.%d.%d" % (1 + n // 250, 1 + n % 250) for n in range(targets)]
+    work = tempfile.mkdtemp(prefix="sge-bench-watch-")
+    args = {"targets": [{"host": "h%d" % n, "address": address} for n, address in enumerate(addresses)],
+            "port": 5061, "families": ["ipv4"], "interval": interval, "state_file": os.path.join(work, "state.json")}
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "build"))
+    process = subprocess.Popen([sys.executable, SOURCE, json.dumps(args)], env=env, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(interval + 2)  # start-up and the first round, then a steady window
+        cpu_start, wall_start = _cpu_seconds(process.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu, wall = _cpu_seconds(process.pid) - cpu_start, time.monotonic() - wall_start
+        peak = _peak_rss_mb(process.pid)
+        state = json.load(open(os.path.join(work, "state.json")))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    print("watcher: %d loopback targets x tcp+udp, interval %g s, %.0f s measured: CPU %.2f s = %.1f %% of one core,"
+          " peak RSS %.1f MB, %d endpoints in the state file (load %s)"
+          % (targets, interval, wall, cpu, 100.0 * cpu / wall, peak, len(state["endpoints"]),
+             open("/proc/loadavg").read().split()[0]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("latency", "watcher", "both"), default="both")
+    parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--interval", type=float, default=5)
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--watch-interval", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=60)
+    options = parser.parse_args()
+    if options.part in ("watcher", "both"):
+        watcher(options.targets, options.watch_interval, options.seconds)
+    if options.part in ("latency", "both"):
+        latency(options.hosts, options.interval)
+
+
+if __name__ == "__main__":
+    main()
