@@ -191,7 +191,8 @@ async def serve(port):
 # --------------------------------------------------------------------------------------------
 
 def sweep(port, full, targets_file, timeout=None):
-    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import ProbeRequest, run_probe
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import run_probe
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ProbeRequest
 
     with open(targets_file) as handle:
         targets = handle.read().split()
@@ -326,7 +327,7 @@ def main():
     if args.sweep:
         return sweep(args.sweep, args.full, args.targets, args.timeout)
     if args.idle:
-        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import run  # noqa: F401
+        from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network, request  # noqa: F401
         return None
 
     if not os.path.isdir(os.path.join(ROOT, "build", "ansible_collections", "sipguard", "firewall")):

@@ -336,7 +336,8 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import ARGUMENT_SPEC, task_result
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ARGUMENT_SPEC
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import task_result
 
 
 def main():

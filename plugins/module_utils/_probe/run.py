@@ -9,30 +9,20 @@ Private to the sipguard.firewall collection: no compatibility promise outside it
 
 The port_probe module (on the task's host) and its action plugin (in the controller's own
 process on a local connection) both return ``task_result(params)``, so they check, probe and
-answer alike. Code that probes by itself, like the Event-Driven Ansible source, imports what
-it needs from here or from the rooms that define it::
+answer alike. Code that probes by itself (the Event-Driven Ansible source, the bench) imports
+from the rooms that define what it needs::
 
-    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.run import ProbeRequest, run_probe
-
-(``ProbeRequest`` is defined in ``_probe.request``, ``run_probe`` and ``probe_all`` in
-``_probe.network``; this module re-exports them with the request's checks and constants.)
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ProbeRequest
+    from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all, run_probe
 """
 
 from __future__ import annotations
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all, run_probe
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import run_probe
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import (
-    ARGUMENT_SPEC,
-    FAMILIES,
-    PROTOCOLS,
-    SIPS_PORT,
     ProbeRequest,
     ProbeRequestError,
-    check_target,
 )
-
-__all__ = ["ARGUMENT_SPEC", "FAMILIES", "PROTOCOLS", "SIPS_PORT", "ProbeRequest", "ProbeRequestError",
-           "check_target", "probe_all", "run_probe", "task_result"]
 
 
 def task_result(params):
