@@ -219,8 +219,8 @@ def test_an_event_only_when_the_exposure_changes(before, after, expected):
 
 
 def test_the_event_carries_host_endpoint_states_times_and_what_answered():
-    state, _ = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
-    state, _ = port_state.diff(state, obs("filtered"), at(5), 60)
+    state, _events = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
+    state, _events = port_state.diff(state, obs("filtered"), at(5), 60)
     state, events = port_state.diff(state, obs("open", sha="ab" * 32), at(10), 60)
     [event] = events
     assert event["meta"] == {"hosts": "pbx1"}
@@ -240,7 +240,7 @@ def test_the_event_carries_host_endpoint_states_times_and_what_answered():
 
 
 def test_a_new_certificate_on_an_open_port_is_a_change():
-    state, _ = port_state.diff(port_state.empty_state(), obs("open", sha="aa" * 32), at(0), 60)
+    state, _events = port_state.diff(port_state.empty_state(), obs("open", sha="aa" * 32), at(0), 60)
     state, events = port_state.diff(state, obs("open", sha="aa" * 32), at(5), 60)
     assert events == []
     state, events = port_state.diff(state, obs("open", sha="bb" * 32), at(10), 60)
@@ -252,11 +252,11 @@ def test_a_new_certificate_on_an_open_port_is_a_change():
 
 
 def test_a_second_reopening_within_the_flap_window_is_flapping():
-    state, _ = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
+    state, _events = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
     state, first = port_state.diff(state, obs("open"), at(5), 60)
-    state, _ = port_state.diff(state, obs("filtered"), at(10), 60)
+    state, _events = port_state.diff(state, obs("filtered"), at(10), 60)
     state, second = port_state.diff(state, obs("open"), at(20), 60)
-    state, _ = port_state.diff(state, obs("filtered"), at(25), 60)
+    state, _events = port_state.diff(state, obs("filtered"), at(25), 60)
     state, third = port_state.diff(state, obs("open"), at(200), 60)
     assert [e["port_state"]["flapping"] for e in first + second + third] == [False, True, False]
 
@@ -266,7 +266,7 @@ def test_endpoints_of_one_host_reopened_in_one_round_are_not_flapping():
     for address in ("192.0.2.1", "2001:db8::1"):
         for protocol in ("tcp", "udp"):
             seen.update(obs("filtered", address=address, protocol=protocol))
-    state, _ = port_state.diff(port_state.empty_state(), seen, at(0), 60)
+    state, _events = port_state.diff(port_state.empty_state(), seen, at(0), 60)
     opened = {key: dict(value, state="open") for key, value in seen.items()}
     state, events = port_state.diff(state, opened, at(5), 60)
     assert kinds(events) == ["reopened"] * 4
@@ -274,8 +274,8 @@ def test_endpoints_of_one_host_reopened_in_one_round_are_not_flapping():
 
 
 def test_endpoints_no_longer_watched_leave_the_state():
-    state, _ = port_state.diff(port_state.empty_state(), dict(obs("open"), **obs("open", host="pbx2")), at(0), 60)
-    state, _ = port_state.diff(state, obs("open"), at(5), 60)
+    state, _events = port_state.diff(port_state.empty_state(), dict(obs("open"), **obs("open", host="pbx2")), at(0), 60)
+    state, _events = port_state.diff(state, obs("open"), at(5), 60)
     assert list(state["endpoints"]) == [port_state.endpoint_key("pbx1", "192.0.2.1", "tcp", 5061)]
     assert list(state["hosts"]) == ["pbx1"]
 
@@ -289,7 +289,7 @@ def test_the_state_file_round_trips_atomically(tmp_path):
     state, warning = port_state.prepare_state_file(path, 5061)
     assert state == port_state.empty_state() and warning is None
     assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
-    state, _ = port_state.diff(state, obs("open", sha="aa" * 32), at(0), 60)
+    state, _events = port_state.diff(state, obs("open", sha="aa" * 32), at(0), 60)
     port_state.save_state(path, state, 5061)
     assert os.listdir(os.path.dirname(path)) == ["state.json"]  # no temporary file left behind
     loaded, warning = port_state.load_state(path, 5061)
@@ -320,7 +320,7 @@ def test_a_failed_write_leaves_the_previous_state_file(tmp_path, monkeypatch):
     path = str(tmp_path / "state.json")
     port_state.save_state(path, port_state.empty_state(), 5061)
     before = open(path).read()
-    state, _ = port_state.diff(port_state.empty_state(), obs("open"), at(0), 60)
+    state, _events = port_state.diff(port_state.empty_state(), obs("open"), at(0), 60)
 
     def broken_fsync(_descriptor):
         raise OSError(28, "No space left on device")
@@ -488,7 +488,7 @@ def test_rounds_hold_sockets_and_memory_bounded(tmp_path):
         args = watch_args(open_port, tmp_path / "state.json", targets=targets, interval=0.05, concurrency=4)
         task = asyncio.create_task(port_state.main(queue, args))
         try:
-            for _ in range(20):
+            for _round in range(20):
                 await next_event(queue)  # every host: exposed
             await asyncio.sleep(0.5)
             before = len(os.listdir("/proc/self/fd"))
