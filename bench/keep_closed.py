@@ -5,12 +5,13 @@
 
 """Figures of the keep_closed rulebook and its port_state source (a benchmark, not a test).
 
-  .venv/bin/python bench/keep_closed.py [--part latency|watcher|both] [--hosts 4] [--interval 5]
-                                        [--targets 1000] [--watch-interval 10] [--seconds 60]
+  .venv/bin/python bench/keep_closed.py [--part latency|watcher|both] [--hosts 4] [--reopen 4]
+                                        [--interval 5] [--targets 1000] [--watch-interval 10]
+                                        [--seconds 60] [--protocols tcp,udp]
 
 latency: HOSTS containers of the harness image (UFW active, listener on 5061), closed with the
-  collection's close playbook; ansible-rulebook runs keep_closed on them at INTERVAL; then every
-  host is reopened at once with `ufw allow 5061/tcp`. Prints, per host, the seconds from the
+  collection's close playbook; ansible-rulebook runs keep_closed on them at INTERVAL; then REOPEN
+  of them are reopened at once with `ufw allow 5061/tcp`. Prints, per host, the seconds from the
   reopen to the watcher's event (its log line) and to closed again as seen from this machine
   (tests/harness/probe.py every 0.2 s on IPv4 and IPv6). Target: at most interval + one close run.
 watcher: the port_state source alone (its __main__) over TARGETS loopback addresses
@@ -51,7 +52,7 @@ def log_time(line):
             if match else None)
 
 
-def latency(hosts, interval):
+def latency(hosts, interval, reopen):
     names = ["sge-bench-%d" % number for number in range(1, hosts + 1)]
     work = tempfile.mkdtemp(prefix="sge-bench-")
     process = None
@@ -90,6 +91,7 @@ def latency(hosts, interval):
             time.sleep(0.5)
         time.sleep(interval + 1)
         reopened = {}
+        names = names[:reopen]
         for name in names:
             reopened[name] = time.time()
             run(["podman", "exec", name, "ufw", "allow", "5061/tcp"])
@@ -110,8 +112,8 @@ def latency(hosts, interval):
         for name in names:
             rows.append((name, seen.get(name) and seen[name] - reopened[name],
                          closed.get(name) and closed[name] - reopened[name]))
-        print("latency: %d hosts, interval %g s, one close playbook run on all of them before: %.1f s, load %s"
-              % (hosts, interval, one_close, open("/proc/loadavg").read().split()[0]))
+        print("latency: %d of %d hosts reopened, interval %g s, one close playbook run on all of them before: %.1f s,"
+              " load %s" % (len(names), hosts, interval, one_close, open("/proc/loadavg").read().split()[0]))
         print("%-14s %18s %22s" % ("host", "reopen -> event s", "reopen -> closed s"))
         for name, event, healed in rows:
             print("%-14s %18s %22s" % (name, "%.1f" % event if event else "-", "%.1f" % healed if healed else "NOT"))
@@ -127,7 +129,7 @@ def latency(hosts, interval):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        for name in names:
+        for name in ["sge-bench-%d" % number for number in range(1, hosts + 1)]:
             run(["podman", "rm", "-f", "-t", "0", name], check=False)
 
 
@@ -143,11 +145,11 @@ def _peak_rss_mb(pid):
     return 0.0
 
 
-def watcher(targets, interval, seconds):
+def watcher(targets, interval, seconds, protocols):
     addresses = ["127.0.%d.%d" % (1 + n // 250, 1 + n % 250) for n in range(targets)]
     work = tempfile.mkdtemp(prefix="sge-bench-watch-")
     args = {"targets": [{"host": "h%d" % n, "address": address} for n, address in enumerate(addresses)],
-            "port": 5061, "families": ["ipv4"], "interval": interval, "state_file": os.path.join(work, "state.json")}
+            "port": 5061, "families": ["ipv4"], "protocols": protocols, "interval": interval, "state_file": os.path.join(work, "state.json")}
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "build"))
     process = subprocess.Popen([sys.executable, SOURCE, json.dumps(args)], env=env, stdout=subprocess.DEVNULL)
     try:
@@ -160,9 +162,9 @@ def watcher(targets, interval, seconds):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
-    print("watcher: %d loopback targets x tcp+udp, interval %g s, %.0f s measured: CPU %.2f s = %.1f %% of one core,"
+    print("watcher: %d loopback targets x %s, interval %g s, %.0f s measured: CPU %.2f s = %.1f %% of one core,"
           " peak RSS %.1f MB, %d endpoints in the state file (load %s)"
-          % (targets, interval, wall, cpu, 100.0 * cpu / wall, peak, len(state["endpoints"]),
+          % (targets, "+".join(protocols), interval, wall, cpu, 100.0 * cpu / wall, peak, len(state["endpoints"]),
              open("/proc/loadavg").read().split()[0]))
 
 
@@ -170,15 +172,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("latency", "watcher", "both"), default="both")
     parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--reopen", type=int, default=4, help="how many of the hosts reopen at once")
     parser.add_argument("--interval", type=float, default=5)
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--watch-interval", type=float, default=10)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--protocols", default="tcp,udp")
     options = parser.parse_args()
     if options.part in ("watcher", "both"):
-        watcher(options.targets, options.watch_interval, options.seconds)
+        watcher(options.targets, options.watch_interval, options.seconds, options.protocols.split(","))
     if options.part in ("latency", "both"):
-        latency(options.hosts, options.interval)
+        latency(options.hosts, options.interval, min(options.reopen, options.hosts))
 
 
 if __name__ == "__main__":
