@@ -232,6 +232,9 @@ def test_the_event_carries_host_endpoint_states_times_and_what_answered():
     assert body["first_seen"] == port_state.iso(at(0))
     assert body["previous_last_seen"] == port_state.iso(at(5))
     assert body["last_seen"] == body["changed_at"] == port_state.iso(at(10))
+    assert body["open_seconds"] is None  # only a "closed" says how long it was open
+    state, events = port_state.diff(state, obs("filtered"), at(14.5), 60)
+    assert events[0]["port_state"]["open_seconds"] == 4.5  # the rulebook tells a heal's close by it
     assert body["tls"] == {"subject": "CN=sip.test", "sha256": "ab" * 32, "not_after": None}
     assert body["sip"] == {"status": "200 OK", "server": "kamailio"}
     assert body["message"] == ("5061/tcp reopened on pbx1 (192.0.2.1, ipv4): filtered -> open; "

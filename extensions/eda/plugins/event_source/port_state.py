@@ -578,6 +578,7 @@ def diff(state, seen, now, flap_window):
         previous_state = entry.get("state")
         previous_sha = entry.get("tls_sha256")
         previous_last_seen = entry.get("last_seen")
+        previous_changed_at = _parse_iso(entry.get("changed_at"))
         if open_now is not None:
             was_open = entry.get("open")
             if open_now and was_open is None:
@@ -611,6 +612,9 @@ def diff(state, seen, now, flap_window):
             "state": obs["state"], "previous_state": previous_state, "exposed": bool(open_now),
             "first_seen": entry["first_seen"], "last_seen": now_text, "changed_at": entry["changed_at"],
             "previous_last_seen": previous_last_seen, "flapping": flapping,
+            # How long it was open before it closed: a heal's own "closed" comes within seconds.
+            "open_seconds": round((now - previous_changed_at).total_seconds(), 3)
+            if kind == "closed" and previous_changed_at else None,
             "tls": {"subject": obs["tls_subject"], "sha256": obs["tls_sha256"],
                     "not_after": obs["tls_not_after"]} if obs["tls_sha256"] else None,
             "previous_tls_sha256": previous_sha if kind == "certificate_changed" else None,
