@@ -29,6 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.sipguard.firewall.plugins.module_utils import _atomic
+from ansible_collections.sipguard.firewall.plugins.module_utils._watch import arguments as watch_arguments
+from ansible_collections.sipguard.firewall.plugins.module_utils._watch import changes as watch_changes
+from ansible_collections.sipguard.firewall.plugins.module_utils._watch import inventory as watch_inventory
+from ansible_collections.sipguard.firewall.plugins.module_utils._watch import state as watch_state
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source", "port_state.py")
 
@@ -91,33 +97,33 @@ GOOD = {"targets": [{"host": "pbx1", "address": "127.0.0.1"}]}
 def test_a_bad_argument_stops_the_source_naming_it_and_its_value(changes, named, tmp_path):
     args = dict(GOOD, state_file=str(tmp_path / "state.json"))
     args.update(changes)
-    with pytest.raises(port_state.PortStateArgumentError) as caught:
-        port_state.parse_args(args)
+    with pytest.raises(watch_arguments.PortStateArgumentError) as caught:
+        watch_arguments.parse_args(args)
     for part in (named,) if isinstance(named, str) else named:
         assert part in str(caught.value)
     assert str(caught.value).startswith("port_state: ")
 
 
 def test_a_state_file_that_is_a_directory_is_refused(tmp_path):
-    with pytest.raises(port_state.PortStateArgumentError, match="state_file .* is a directory"):
-        port_state.parse_args(dict(GOOD, state_file=str(tmp_path)))
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="state_file .* is a directory"):
+        watch_arguments.parse_args(dict(GOOD, state_file=str(tmp_path)))
 
 
 def test_defaults_and_an_unset_rulebook_variable(tmp_path):
     class Undefined:  # what a rulebook's {{ var }} is when the vars file does not set var
         pass
 
-    config = port_state.parse_args(dict(GOOD, state_file=Undefined(), interval=Undefined()))
+    config = watch_arguments.parse_args(dict(GOOD, state_file=Undefined(), interval=Undefined()))
     assert config.port == 5061 and config.protocols == ("tcp", "udp") and config.families == ("ipv4", "ipv6")
     assert config.interval == 5.0 and config.timeout == 2.0 and config.retries == 1
     assert config.state_file == os.path.expanduser("~/.sipguard/watch/port_state-5061.json")
     assert config.targets == (("pbx1", "127.0.0.1"),)
-    with pytest.raises(port_state.PortStateArgumentError, match="sips_watch_inventory"):
-        port_state.parse_args({"inventory": Undefined()})
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="sips_watch_inventory"):
+        watch_arguments.parse_args({"inventory": Undefined()})
 
 
 def test_targets_in_every_shape():
-    config = port_state.parse_args({"targets": [
+    config = watch_arguments.parse_args({"targets": [
         "192.0.2.1", {"host": "pbx2", "address": "192.0.2.2"},
         {"host": "pbx3", "addresses": ["192.0.2.3", "2001:db8::3"]}, {"host": "pbx4.example"}]})
     assert config.targets == (("192.0.2.1", "192.0.2.1"), ("pbx2", "192.0.2.2"), ("pbx3", "192.0.2.3"),
@@ -125,9 +131,9 @@ def test_targets_in_every_shape():
 
 
 def test_more_addresses_than_max_targets_stop_the_source():
-    config = port_state.parse_args({"targets": ["192.0.2.%d" % n for n in range(1, 6)], "max_targets": 4})
-    with pytest.raises(port_state.PortStateArgumentError, match="5 addresses to watch, more than max_targets 4"):
-        port_state.watched_pairs(config, [], port_state._collection_probe())
+    config = watch_arguments.parse_args({"targets": ["192.0.2.%d" % n for n in range(1, 6)], "max_targets": 4})
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="5 addresses to watch, more than max_targets 4"):
+        watch_inventory.watched_pairs(config, [])
 
 
 # ------------------------------------------------------------------------------------------
@@ -150,29 +156,29 @@ LISTING = {
 
 
 def test_inventory_hosts_at_their_probe_targets_ansible_host_or_name():
-    assert port_state.inventory_targets(LISTING, "voip") == [
+    assert watch_inventory.inventory_targets(LISTING, "voip") == [
         ("sbc1", "sbc1"), ("pbx1", "192.0.2.1"), ("pbx2", "192.0.2.2"), ("pbx2", "2001:db8::2"),
         ("pbx3", "192.0.2.3")]  # a template it cannot render falls back to ansible_host
-    assert [host for host, _address in port_state.inventory_targets(LISTING, "all")] == [
+    assert [host for host, _address in watch_inventory.inventory_targets(LISTING, "all")] == [
         "pbx1", "pbx2", "pbx2", "pbx3", "sbc1"]
 
 
 def test_an_unknown_or_empty_group_stops_the_source():
-    with pytest.raises(port_state.PortStateArgumentError, match="group 'db' is not in the inventory"):
-        port_state.inventory_targets(LISTING, "db")
-    with pytest.raises(port_state.PortStateArgumentError, match="group 'empty' of the inventory has no hosts"):
-        port_state.inventory_targets(LISTING, "empty")
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="group 'db' is not in the inventory"):
+        watch_inventory.inventory_targets(LISTING, "db")
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="group 'empty' of the inventory has no hosts"):
+        watch_inventory.inventory_targets(LISTING, "empty")
 
 
 def test_a_real_inventory_file_through_ansible_inventory(tmp_path):
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(json.dumps({"all": {"children": {"voip": {"hosts": {
         "pbx1": {"ansible_host": "127.0.0.1"}, "pbx2": {"sips_probe_targets": ["::1"]}}}}}}))
-    assert port_state.read_inventory(str(inventory), "voip") == [("pbx1", "127.0.0.1"), ("pbx2", "::1")]
+    assert watch_inventory.read_inventory(str(inventory), "voip") == [("pbx1", "127.0.0.1"), ("pbx2", "::1")]
     broken = tmp_path / "broken.yml"
     broken.write_text("all: [unclosed\n")
-    with pytest.raises(port_state.PortStateArgumentError, match="broken.yml"):
-        port_state.read_inventory(str(broken), "all")
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="broken.yml"):
+        watch_inventory.read_inventory(str(broken), "all")
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,7 +186,7 @@ def test_a_real_inventory_file_through_ansible_inventory(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 def obs(state, sha=None, host="pbx1", address="192.0.2.1", protocol="tcp"):
-    return {port_state.endpoint_key(host, address, protocol, 5061): {
+    return {watch_changes.endpoint_key(host, address, protocol, 5061): {
         "host": host, "target": address, "address": address, "family": "ipv6" if ":" in address else "ipv4",
         "protocol": protocol, "port": 5061, "state": state, "error": "no such host" if state == "error" else None,
         "tls_subject": "CN=sip.test" if sha else None, "tls_sha256": sha, "tls_not_after": None,
@@ -211,17 +217,17 @@ def kinds(events):
     (["filtered", "error"], "open", ["reopened"]),
 ])
 def test_an_event_only_when_the_exposure_changes(before, after, expected):
-    state = port_state.empty_state()
+    state = watch_state.empty_state()
     for step, value in enumerate(before):
-        state, _events = port_state.diff(state, obs(value), at(step), 60)
-    state, events = port_state.diff(state, obs(after), at(len(before)), 60)
+        state, _events = watch_changes.diff(state, obs(value), at(step), 60)
+    state, events = watch_changes.diff(state, obs(after), at(len(before)), 60)
     assert kinds(events) == expected
 
 
 def test_the_event_carries_host_endpoint_states_times_and_what_answered():
-    state, _events = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
-    state, _events = port_state.diff(state, obs("filtered"), at(5), 60)
-    state, events = port_state.diff(state, obs("open", sha="ab" * 32), at(10), 60)
+    state, _events = watch_changes.diff(watch_state.empty_state(), obs("filtered"), at(0), 60)
+    state, _events = watch_changes.diff(state, obs("filtered"), at(5), 60)
+    state, events = watch_changes.diff(state, obs("open", sha="ab" * 32), at(10), 60)
     [event] = events
     assert event["meta"] == {"hosts": "pbx1"}
     body = event["port_state"]
@@ -229,11 +235,11 @@ def test_the_event_carries_host_endpoint_states_times_and_what_answered():
                                        "previous_state", "exposed", "flapping")} == {
         "kind": "reopened", "host": "pbx1", "address": "192.0.2.1", "port": 5061, "protocol": "tcp",
         "family": "ipv4", "state": "open", "previous_state": "filtered", "exposed": True, "flapping": False}
-    assert body["first_seen"] == port_state.iso(at(0))
-    assert body["previous_last_seen"] == port_state.iso(at(5))
-    assert body["last_seen"] == body["changed_at"] == port_state.iso(at(10))
+    assert body["first_seen"] == watch_changes.iso(at(0))
+    assert body["previous_last_seen"] == watch_changes.iso(at(5))
+    assert body["last_seen"] == body["changed_at"] == watch_changes.iso(at(10))
     assert body["open_seconds"] is None  # only a "closed" says how long it was open
-    state, events = port_state.diff(state, obs("filtered"), at(14.5), 60)
+    state, events = watch_changes.diff(state, obs("filtered"), at(14.5), 60)
     assert events[0]["port_state"]["open_seconds"] == 4.5  # the rulebook tells a heal's close by it
     assert body["tls"] == {"subject": "CN=sip.test", "sha256": "ab" * 32, "not_after": None}
     assert body["sip"] == {"status": "200 OK", "server": "kamailio"}
@@ -243,24 +249,24 @@ def test_the_event_carries_host_endpoint_states_times_and_what_answered():
 
 
 def test_a_new_certificate_on_an_open_port_is_a_change():
-    state, _events = port_state.diff(port_state.empty_state(), obs("open", sha="aa" * 32), at(0), 60)
-    state, events = port_state.diff(state, obs("open", sha="aa" * 32), at(5), 60)
+    state, _events = watch_changes.diff(watch_state.empty_state(), obs("open", sha="aa" * 32), at(0), 60)
+    state, events = watch_changes.diff(state, obs("open", sha="aa" * 32), at(5), 60)
     assert events == []
-    state, events = port_state.diff(state, obs("open", sha="bb" * 32), at(10), 60)
+    state, events = watch_changes.diff(state, obs("open", sha="bb" * 32), at(10), 60)
     assert kinds(events) == ["certificate_changed"]
     assert events[0]["port_state"]["previous_tls_sha256"] == "aa" * 32
     # An answer without a certificate this time (a failed handshake) is no certificate change.
-    state, events = port_state.diff(state, obs("open"), at(15), 60)
+    state, events = watch_changes.diff(state, obs("open"), at(15), 60)
     assert events == []
 
 
 def test_a_second_reopening_within_the_flap_window_is_flapping():
-    state, _events = port_state.diff(port_state.empty_state(), obs("filtered"), at(0), 60)
-    state, first = port_state.diff(state, obs("open"), at(5), 60)
-    state, _events = port_state.diff(state, obs("filtered"), at(10), 60)
-    state, second = port_state.diff(state, obs("open"), at(20), 60)
-    state, _events = port_state.diff(state, obs("filtered"), at(25), 60)
-    state, third = port_state.diff(state, obs("open"), at(200), 60)
+    state, _events = watch_changes.diff(watch_state.empty_state(), obs("filtered"), at(0), 60)
+    state, first = watch_changes.diff(state, obs("open"), at(5), 60)
+    state, _events = watch_changes.diff(state, obs("filtered"), at(10), 60)
+    state, second = watch_changes.diff(state, obs("open"), at(20), 60)
+    state, _events = watch_changes.diff(state, obs("filtered"), at(25), 60)
+    state, third = watch_changes.diff(state, obs("open"), at(200), 60)
     assert [e["port_state"]["flapping"] for e in first + second + third] == [False, True, False]
 
 
@@ -269,17 +275,17 @@ def test_endpoints_of_one_host_reopened_in_one_round_are_not_flapping():
     for address in ("192.0.2.1", "2001:db8::1"):
         for protocol in ("tcp", "udp"):
             seen.update(obs("filtered", address=address, protocol=protocol))
-    state, _events = port_state.diff(port_state.empty_state(), seen, at(0), 60)
+    state, _events = watch_changes.diff(watch_state.empty_state(), seen, at(0), 60)
     opened = {key: dict(value, state="open") for key, value in seen.items()}
-    state, events = port_state.diff(state, opened, at(5), 60)
+    state, events = watch_changes.diff(state, opened, at(5), 60)
     assert kinds(events) == ["reopened"] * 4
     assert not any(event["port_state"]["flapping"] for event in events)
 
 
 def test_endpoints_no_longer_watched_leave_the_state():
-    state, _events = port_state.diff(port_state.empty_state(), dict(obs("open"), **obs("open", host="pbx2")), at(0), 60)
-    state, _events = port_state.diff(state, obs("open"), at(5), 60)
-    assert list(state["endpoints"]) == [port_state.endpoint_key("pbx1", "192.0.2.1", "tcp", 5061)]
+    state, _events = watch_changes.diff(watch_state.empty_state(), dict(obs("open"), **obs("open", host="pbx2")), at(0), 60)
+    state, _events = watch_changes.diff(state, obs("open"), at(5), 60)
+    assert list(state["endpoints"]) == [watch_changes.endpoint_key("pbx1", "192.0.2.1", "tcp", 5061)]
     assert list(state["hosts"]) == ["pbx1"]
 
 
@@ -289,16 +295,16 @@ def test_endpoints_no_longer_watched_leave_the_state():
 
 def test_the_state_file_round_trips_atomically(tmp_path):
     path = str(tmp_path / "watch" / "state.json")
-    state, warning = port_state.prepare_state_file(path, 5061)
-    assert state == port_state.empty_state() and warning is None
+    state, warning = watch_state.prepare_state_file(path, 5061)
+    assert state == watch_state.empty_state() and warning is None
     assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
-    state, _events = port_state.diff(state, obs("open", sha="aa" * 32), at(0), 60)
-    port_state.save_state(path, state, 5061)
+    state, _events = watch_changes.diff(state, obs("open", sha="aa" * 32), at(0), 60)
+    watch_state.save_state(path, state, 5061)
     assert os.listdir(os.path.dirname(path)) == ["state.json"]  # no temporary file left behind
-    loaded, warning = port_state.load_state(path, 5061)
+    loaded, warning = watch_state.load_state(path, 5061)
     assert loaded == state and warning is None
     # Another port's state says nothing about this one.
-    assert port_state.load_state(path, 5062) == (port_state.empty_state(), None)
+    assert watch_state.load_state(path, 5062) == (watch_state.empty_state(), None)
 
 
 @pytest.mark.parametrize("content", ['{"endpoints": {', "[]", '{"source": "other"}',
@@ -306,8 +312,8 @@ def test_the_state_file_round_trips_atomically(tmp_path):
 def test_an_unusable_state_file_is_set_aside_and_named(tmp_path, content):
     path = tmp_path / "state.json"
     path.write_text(content)
-    state, warning = port_state.load_state(str(path), 5061)
-    assert state == port_state.empty_state()
+    state, warning = watch_state.load_state(str(path), 5061)
+    assert state == watch_state.empty_state()
     assert str(path) in warning and "set aside as %s.invalid" % path in warning
     assert (tmp_path / "state.json.invalid").read_text() == content and not path.exists()
 
@@ -315,22 +321,22 @@ def test_an_unusable_state_file_is_set_aside_and_named(tmp_path, content):
 def test_a_state_directory_that_cannot_be_created_stops_the_source(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(port_state.PortStateArgumentError, match="cannot create its directory"):
-        port_state.prepare_state_file(str(blocker / "state.json"), 5061)
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="cannot create its directory"):
+        watch_state.prepare_state_file(str(blocker / "state.json"), 5061)
 
 
 def test_a_failed_write_leaves_the_previous_state_file(tmp_path, monkeypatch):
     path = str(tmp_path / "state.json")
-    port_state.save_state(path, port_state.empty_state(), 5061)
+    watch_state.save_state(path, watch_state.empty_state(), 5061)
     before = open(path).read()
-    state, _events = port_state.diff(port_state.empty_state(), obs("open"), at(0), 60)
+    state, _events = watch_changes.diff(watch_state.empty_state(), obs("open"), at(0), 60)
 
     def broken_fsync(_descriptor):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(port_state.os, "fsync", broken_fsync)
+    monkeypatch.setattr(_atomic.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
-        port_state.save_state(path, state, 5061)
+        watch_state.save_state(path, state, 5061)
     assert open(path).read() == before
     assert os.listdir(str(tmp_path)) == ["state.json"]
 
@@ -511,7 +517,7 @@ def test_rounds_hold_sockets_and_memory_bounded(tmp_path):
 
 def test_bad_arguments_stop_main_at_start(tmp_path):
     async def scenario():
-        with pytest.raises(port_state.PortStateArgumentError, match="interval 'often'"):
+        with pytest.raises(watch_arguments.PortStateArgumentError, match="interval 'often'"):
             await port_state.main(asyncio.Queue(), watch_args(free_port(), tmp_path / "s.json", interval="often"))
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
