@@ -108,8 +108,8 @@ options:
         (C(plugins/plugin_utils/_alert.py)).
       - "V(generic) - the collection's own JSON object: C(source) (V(sipguard.firewall)),
         C(run_id), C(summary) (the report's C(summary_line)), C(counts), C(exposed_hosts),
-        C(new_exposed_hosts) (not named by an earlier alert of the run), C(reopened_hosts) and
-        C(resolved_hosts) (closed again)."
+        C(new_exposed_hosts) (not named by an earlier alert of the run), C(reopened_hosts),
+        C(resolved_hosts) (closed again) and C(reasons) (each exposed host's reasons: why, in words a person can act on)."
       - "V(slack) - a Slack incoming-webhook message: C(text) (the notification's fallback: the
         title and the summary line) and C(blocks): a C(header), one C(mrkdwn) C(section) per exposed
         host (its trend and up to three reasons; 20 hosts, then +N more), a section naming the hosts

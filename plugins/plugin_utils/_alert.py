@@ -90,11 +90,13 @@ def _more(count):
 
 
 def generic(report, new_exposed, resolved):
-    """The collection's own body (unchanged since the first release; resolved_hosts added)."""
+    """The collection's own body (the first release's keys; resolved_hosts and reasons added)."""
     return dict(source=SOURCE, run_id=(report.get("run") or {}).get("id"), summary=report["summary_line"],
                 counts=dict(report["counts"]), exposed_hosts=list(report["exposed_hosts"]),
                 new_exposed_hosts=list(new_exposed), reopened_hosts=list(report["reopened_hosts"]),
-                resolved_hosts=list(resolved))
+                resolved_hosts=list(resolved),
+                reasons={record["host"]: [str(reason) for reason in record.get("reasons") or []]
+                         for record in _exposed_records(report)})
 
 
 def _slack_escape(text):

@@ -71,7 +71,10 @@ def test_generic_keeps_the_documented_keys(fleet):
     body = _alert.alert_body("generic", fleet, ["sbc1"], ["edge3"])
     assert body == {"source": "sipguard.firewall", "run_id": "run-1", "summary": fleet["summary_line"],
                     "counts": fleet["counts"], "exposed_hosts": ["pbx2", "sbc1"], "new_exposed_hosts": ["sbc1"],
-                    "reopened_hosts": ["sbc1"], "resolved_hosts": ["edge3"]}
+                    "reopened_hosts": ["sbc1"], "resolved_hosts": ["edge3"],
+                    "reasons": {record["host"]: record["reasons"] for record in fleet["hosts"]
+                                if record["status"] == "exposed"}}
+    assert body["reasons"]["sbc1"] and all(body["reasons"][host] for host in body["exposed_hosts"])
 
 
 def test_slack_is_text_plus_blocks_escaped_within_slacks_limits(fleet):
