@@ -29,6 +29,7 @@ Both return ``{probes, counts, summary, warnings}``. Runs on Python 3.8+ with th
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 import time
@@ -263,16 +264,43 @@ async def probe_tcp(record, family, sockaddr, request):
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    """Queues what arrives on a connected datagram socket: bytes, or the OSError (ICMP) it got."""
+    """Keeps what arrives on a connected datagram socket: bytes, or the OSError (ICMP) it got.
+
+    ``next(timeout)`` waits on one future with a timer, not a task per wait (asyncio.wait_for):
+    a sweep of thousands of UDP probes pays a callback, not a task, for every wait."""
 
     def __init__(self):
-        self.queue = asyncio.Queue()
+        self.items = collections.deque()
+        self.waiter = None
+
+    def _arrived(self, item):
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def datagram_received(self, data, addr):
-        self.queue.put_nowait(data)
+        self._arrived(data)
 
     def error_received(self, exc):
-        self.queue.put_nowait(exc)
+        self._arrived(exc)
+
+    async def next(self, timeout):
+        """The next datagram or error, or None when none came within timeout seconds."""
+        if not self.items:
+            loop = asyncio.get_running_loop()
+            self.waiter = loop.create_future()
+            timer = loop.call_later(max(0.0, timeout), _settle, self.waiter)
+            try:
+                await self.waiter
+            finally:
+                timer.cancel()
+                self.waiter = None
+        return self.items.popleft() if self.items else None
+
+
+def _settle(future):
+    if not future.done():
+        future.set_result(None)
 
 
 async def probe_udp(record, family, sockaddr, request):
@@ -303,9 +331,8 @@ async def probe_udp(record, family, sockaddr, request):
                 last_sent = now
             # once anything answered, no more datagrams: wait for the final answer until the deadline
             wake = deadline if reply is not None else _next_wake(started, record["attempts"], request)
-            try:
-                item = await asyncio.wait_for(protocol.queue.get(), max(0.0, wake - time.monotonic()))
-            except asyncio.TimeoutError:
+            item = await protocol.next(wake - time.monotonic())
+            if item is None:
                 if time.monotonic() >= deadline:
                     break
                 continue
@@ -384,7 +411,10 @@ async def _probe_target(target, request, slots, resolver_slots, warnings):
             record = new_record(target, address, FAMILY_NAMES[family], protocol, request.port)
             records.append(record)
             jobs.append(_probe_one(record, family, sockaddr, request, slots))
-    await asyncio.gather(*jobs)
+    if len(jobs) == 1:
+        await jobs[0]  # this target's task runs it: no second task for one probe
+    else:
+        await asyncio.gather(*jobs)
     return records
 
 
