@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md): make demo, make test.
-.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults monitoring eda differential clean bench-processes bench-probe-sweep bench-fleet bench-settings bench-memory
+.PHONY: demo demo-clean test setup lint build sanity unit molecule awx faults monitoring eda differential clean bench-processes bench-probe-sweep bench-fleet bench-settings bench-memory bench-keep-closed
 
 demo:            ## install what is missing, start a demo fleet, audit -> close -> audit, print the table
 	demo/run.sh
@@ -34,3 +34,6 @@ bench-settings: setup  ## where the close playbook's time goes per host and per 
 
 bench-memory: setup  ## controller memory and time of the audit playbook at N inventory hosts and several forks
 	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf .venv/bin/python bench/controller_memory.py
+
+bench-keep-closed: setup  ## keep_closed: seconds from reopen to event and to closed again; the watcher's CPU and memory
+	CONTAINERS_CONF=$(CURDIR)/tests/harness/containers.conf PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/python bench/keep_closed.py
