@@ -108,7 +108,8 @@ options:
         (C(plugins/plugin_utils/_alert.py)).
       - "V(generic) - the collection's own JSON object: C(source) (V(sipguard.firewall)),
         C(run_id), C(summary) (the report's C(summary_line)), C(counts), C(exposed_hosts),
-        C(new_exposed_hosts) (not named by an earlier alert of the run), C(reopened_hosts),
+        C(failed_exposed_hosts) (hosts whose run failed while their port is open: a close that
+        could not close it), C(new_exposed_hosts) (not named by an earlier alert of the run), C(reopened_hosts),
         C(resolved_hosts) (closed again) and C(reasons) (each exposed host's reasons: why, in words a person can act on)."
       - "V(slack) - a Slack incoming-webhook message: C(text) (the notification's fallback: the
         title and the summary line) and C(blocks): a C(header), one C(mrkdwn) C(section) per exposed
@@ -241,7 +242,10 @@ verdicts:
   returned: with O(hosts)
   type: dict
 new_exposed_hosts:
-  description: Exposed hosts of the run that no earlier write of the run named in an alert.
+  description:
+    - Exposed hosts of the run that no earlier write of the run named in an alert.
+    - Exposed means status C(exposed), or a host whose run failed or was unreachable while its
+      port is known to be open (C(exposed=true) in its record): a failed close is alerted too.
   returned: with O(hosts)
   type: list
   elements: str

@@ -17,6 +17,11 @@ posts what it returns. ``resolved_hosts`` says which hosts were exposed and are 
 - ``alertmanager``: Alertmanager's API v2 ``POST /api/v2/alerts`` list: one alert per exposed
   host, protocol and family (firing: no ``endsAt``), and for each host closed again one alert per
   protocol and family with ``endsAt`` so that whatever fired resolves.
+
+The hosts an alert names as exposed (``exposed_records``) are those whose report record says
+``exposed: true``: the ``exposed`` ones, and a host whose run failed or was unreachable while its
+port is known to be open (a close refused by a rule outside UFW, say) - a failed close must not
+be a silent one.
 """
 
 from __future__ import annotations
@@ -67,8 +72,24 @@ def exposed_pairs(record):
     return pairs or {(UNKNOWN, UNKNOWN): []}
 
 
-def _exposed_records(report):
-    return [record for record in report.get("hosts") or [] if record.get("status") == "exposed"]
+def exposed_records(report):
+    """The report's records of hosts exposed now: status exposed, or a failed or unreachable host
+    whose port is known to be open (``exposed: true``). In hosts order."""
+    return [record for record in report.get("hosts") or []
+            if record.get("status") == "exposed" or record.get("exposed") is True]
+
+
+def exposed_hosts(report):
+    return [record["host"] for record in exposed_records(report)]
+
+
+def _reasons(record):
+    """A record's reasons; a failed host's error first when no reason says it."""
+    reasons = [str(reason) for reason in record.get("reasons") or []]
+    if record.get("status") in ("failed", "unreachable") and record.get("error") and \
+            not any(str(record["error"]) in reason or reason in str(record["error"]) for reason in reasons):
+        reasons.insert(0, "the run failed on the host: %s" % record["error"])
+    return reasons
 
 
 def _title(report, exposed, resolved):
@@ -82,6 +103,10 @@ TREND_WORDS = {"reopened": "reopened", "still_exposed": "still exposed", "new": 
 
 
 def _trend_words(record):
+    if record.get("status") == "failed":
+        return "still exposed, the run failed on it"
+    if record.get("status") == "unreachable":
+        return "exposed, the host is unreachable"
     return TREND_WORDS.get(record.get("trend") or "", "exposed")
 
 
@@ -90,13 +115,15 @@ def _more(count):
 
 
 def generic(report, new_exposed, resolved):
-    """The collection's own body (the first release's keys; resolved_hosts and reasons added)."""
+    """The collection's own body (the first release's keys; resolved_hosts, failed_exposed_hosts
+    and reasons added)."""
+    records = exposed_records(report)
     return dict(source=SOURCE, run_id=(report.get("run") or {}).get("id"), summary=report["summary_line"],
                 counts=dict(report["counts"]), exposed_hosts=list(report["exposed_hosts"]),
+                failed_exposed_hosts=[record["host"] for record in records if record.get("status") != "exposed"],
                 new_exposed_hosts=list(new_exposed), reopened_hosts=list(report["reopened_hosts"]),
                 resolved_hosts=list(resolved),
-                reasons={record["host"]: [str(reason) for reason in record.get("reasons") or []]
-                         for record in _exposed_records(report)})
+                reasons={record["host"]: _reasons(record) for record in records})
 
 
 def _slack_escape(text):
@@ -110,11 +137,11 @@ def _cut(text, limit):
 
 def slack(report, new_exposed, resolved):
     """Slack incoming webhook: text (fallback) + blocks."""
-    exposed = _exposed_records(report)
+    exposed = exposed_records(report)
     title = _title(report, exposed, resolved)
     blocks = [dict(type="header", text=dict(type="plain_text", text=_cut(title, SLACK_HEADER_LIMIT)))]
     for record in exposed[:HOSTS_SHOWN]:
-        reasons = [_slack_escape(reason) for reason in record.get("reasons") or []]
+        reasons = [_slack_escape(reason) for reason in _reasons(record)]
         lines = ["*%s* \u2014 %s%s" % (_slack_escape(record["host"]), _trend_words(record),
                                        " (new since the last alert)" if record["host"] in new_exposed else "")]
         lines.extend("\u2022 %s" % reason for reason in reasons[:REASONS_SHOWN])
@@ -139,7 +166,7 @@ def slack(report, new_exposed, resolved):
 
 def teams(report, new_exposed, resolved):
     """Teams Workflows webhook: a message with one Adaptive Card (version 1.4)."""
-    exposed = _exposed_records(report)
+    exposed = exposed_records(report)
     title = _title(report, exposed, resolved)
     body = [dict(type="TextBlock", text=title, size="Large", weight="Bolder", wrap=True,
                  color="Attention" if exposed else "Good"),
@@ -147,7 +174,7 @@ def teams(report, new_exposed, resolved):
     if exposed:
         facts = []
         for record in exposed[:HOSTS_SHOWN]:
-            reasons = list(record.get("reasons") or [])
+            reasons = _reasons(record)
             hidden = len(reasons) - REASONS_SHOWN
             value = "; ".join(reasons[:REASONS_SHOWN] + ([_more(hidden)] if hidden > 0 else []))
             facts.append(dict(title="%s (%s%s)" % (record["host"], _trend_words(record),
@@ -180,14 +207,14 @@ def alertmanager(report, new_exposed, resolved):
     when = report["generated"]
     port = report.get("port")
     alerts = []
-    for record in _exposed_records(report):
+    for record in exposed_records(report):
         for (family, protocol), reasons in sorted(exposed_pairs(record).items()):
             alerts.append(dict(
                 labels=_labels(record["host"], port, family, protocol),
                 annotations=dict(
                     summary="%s/%s port %s is exposed on %s (%s)" % (
                         family, protocol, port, record["host"], _trend_words(record)),
-                    reason="; ".join(reasons) or "; ".join(record.get("reasons") or []) or "exposed",
+                    reason="; ".join(reasons) or "; ".join(_reasons(record)) or "exposed",
                     trend=str(record.get("trend") or "")),
                 startsAt=when))
     for host in resolved:

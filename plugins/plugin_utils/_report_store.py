@@ -210,7 +210,7 @@ def write_run(directory, run_id, records, mode, port, check_mode, generated, ren
                                   probe_summary=summaries[-1] if summaries else None,
                                   run=dict(id=run_id, parts=len(names), alerted_hosts=alerted,
                                            alerted_resolved_hosts=alerted_resolved))
-        new_exposed = [host for host in report["exposed_hosts"] if host not in alerted]
+        new_exposed = [host for host in _alert.exposed_hosts(report) if host not in alerted]
         new_resolved = [host for host in _alert.resolved_hosts(report) if host not in alerted_resolved]
         if alert and (new_exposed or new_resolved):
             report["run"]["alerted_hosts"] = alerted + new_exposed

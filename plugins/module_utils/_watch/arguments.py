@@ -38,13 +38,13 @@ class WatchConfig:
     tls: bool
     sip: bool
     state_file: str
-    flap_window: float
+    heal_window: float
     max_targets: int
 
 
 KNOWN_ARGUMENTS = frozenset([
     "inventory", "group", "targets", "port", "protocols", "families", "interval", "timeout",
-    "retries", "concurrency", "tls", "sip", "state_file", "flap_window", "max_targets",
+    "retries", "concurrency", "tls", "sip", "state_file", "heal_window", "max_targets",
     "eda_feedback_queue",  # ansible-rulebook's own, when it runs with a feedback queue
 ])
 
@@ -182,5 +182,5 @@ def parse_args(args):
         protocols=request.protocols, families=request.families, interval=interval,
         timeout=request.timeout, retries=request.retries, concurrency=request.concurrency,
         tls=_flag(args, "tls", True), sip=_flag(args, "sip", True), state_file=state_file,
-        flap_window=_seconds(args, "flap_window", 60.0),
+        heal_window=_seconds(args, "heal_window", 60.0),
         max_targets=_integer(args, "max_targets", 10000, 1))

@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """What changed since the last round of the watch: the probe's records per endpoint (host,
-address, protocol) against the state, and the events for each change. Pure.
+address, protocol) against the state, the events for each change, and which hosts to close again
+now (one heal event for all of them). Pure.
 
 Private to the sipguard.firewall collection: no compatibility promise outside it.
 """
@@ -15,6 +16,7 @@ import datetime
 
 
 KINDS = ("reopened", "closed", "exposed", "certificate_changed")
+HEAL = "heal"
 
 
 def iso(moment):
@@ -82,7 +84,7 @@ def _message(kind, obs, previous_state, previous_sha):
     return text + ("; " + ", ".join(answered) if answered else "")
 
 
-def diff(state, seen, now, flap_window):
+def diff(state, seen, now, heal_window):
     """(new state, events) for one round: seen compared with state, pure.
 
     state is {"endpoints": {key: entry}, "hosts": {host: {"reopened_at": iso}}}; endpoints
@@ -120,7 +122,7 @@ def diff(state, seen, now, flap_window):
                 entry["tls_sha256"] = obs["tls_sha256"] or entry.get("tls_sha256")
                 entry["tls_subject"] = obs["tls_subject"] or entry.get("tls_subject")
                 entry["sip_server"] = obs["sip_server"] or entry.get("sip_server")
-        entry.update(last_seen=now_text, error=obs["error"])
+        entry.update(host=obs["host"], last_seen=now_text, error=obs["error"])
         endpoints[key] = entry
         if kind is None:
             continue
@@ -128,7 +130,7 @@ def diff(state, seen, now, flap_window):
         flapping = False
         if kind in ("reopened", "exposed"):
             before = _parse_iso((old_hosts.get(host) or {}).get("reopened_at"))
-            flapping = before is not None and (now - before).total_seconds() < flap_window
+            flapping = before is not None and (now - before).total_seconds() < heal_window
             reopened_hosts.add(host)
         event = {
             "kind": kind, "host": host, "target": obs["target"], "address": obs["address"],
@@ -155,3 +157,53 @@ def diff(state, seen, now, flap_window):
     events.sort(key=lambda e: (e["port_state"]["host"], order[e["port_state"]["kind"]],
                                e["port_state"]["address"], e["port_state"]["protocol"]))
     return {"endpoints": endpoints, "hosts": hosts}, events
+
+
+def _open_hosts(endpoints):
+    return {entry.get("host") for entry in endpoints.values() if entry.get("open")}
+
+
+def heal(state, events, now, heal_window, port):
+    """(new state, the heal event or None) for one round, after diff: pure.
+
+    A host is healed (closed again) when it reopened or was exposed in this round, and again when
+    it reopened within ``heal_window`` seconds of its last heal: then at the end of that window,
+    if it is still open. So a host gets at most one heal per window, and a reopening inside the
+    window is never left open. All hosts to heal in a round go into one event (one close run
+    over all of them: ``meta.hosts`` is their list). A host that stays open after its heal (a
+    rule outside UFW) is not healed again: only a new reopening asks for one.
+    """
+    now_text = iso(now)
+    hosts = {host: dict(value) for host, value in state.get("hosts", {}).items()}
+    open_hosts = _open_hosts(state.get("endpoints", {}))
+    asked = {event["port_state"]["host"] for event in events
+             if event["port_state"]["kind"] in ("reopened", "exposed")}
+    due = {host for host, value in hosts.items()
+           if value.get("heal_due") and (_parse_iso(value["heal_due"]) or now) <= now}
+    batch, deferred = [], []
+    for host in sorted(asked | due):
+        entry = hosts.setdefault(host, {})
+        if host not in open_hosts:  # closed in the meantime: nothing to heal
+            entry.pop("heal_due", None)
+            continue
+        last = _parse_iso(entry.get("healed_at"))
+        if last is None or (now - last).total_seconds() >= heal_window:
+            batch.append(host)
+            entry["healed_at"] = now_text
+            entry.pop("heal_due", None)
+        else:
+            entry["heal_due"] = iso(last + datetime.timedelta(seconds=heal_window))
+            deferred.append(host)
+    new_state = dict(state, hosts=hosts)
+    if not batch:
+        return new_state, None
+    after_window = sorted(host for host in batch if host in due)
+    event = {
+        "kind": HEAL, "hosts": batch, "port": port, "changed_at": now_text,
+        "after_window": after_window, "deferred": sorted(deferred),
+        "message": "closing %d again on %d host%s: %s%s" % (
+            port, len(batch), "" if len(batch) == 1 else "s", ", ".join(batch),
+            "; %s reopened within %gs of the last heal" % (", ".join(after_window), heal_window)
+            if after_window else ""),
+    }
+    return new_state, {"port_state": event, "meta": {"hosts": batch}}

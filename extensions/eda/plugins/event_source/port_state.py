@@ -10,6 +10,7 @@ UDP datagrams) every ``interval`` seconds and compares each endpoint (host, addr
 with what it was: an event only when it reopened, was newly closed, was exposed when first seen,
 or answers with another certificate. The state survives restarts in ``state_file`` (written
 atomically), so a port that was closed before a restart and is open after it is "reopened".
+After the changes of a round comes one ``heal`` event naming every host to close again now.
 
 This file is the documentation and the loop; the parts are rooms of the collection's
 ``plugins/module_utils``: ``_watch.arguments`` (the checks), ``_watch.inventory`` (the hosts),
@@ -47,6 +48,13 @@ description:
     stop the source at start with a message naming the argument and its value.
   - The event's C(meta.hosts) is the inventory host, so a rulebook's C(run_playbook) or
     C(run_job_template) acts on that host only.
+  - After the changes of a round, one C(heal) event (C(port_state.kind=heal)) names every host to
+    close again now in C(port_state.hosts) and C(meta.hosts) (a list), so that one close run
+    heals all hosts that reopened together. A host is in it when it reopened or was exposed in
+    this round, at most once within O(heal_window) seconds; a host that reopened again within
+    that window is in the heal event of the first round after the window, if it is still open
+    then. A host that stays open after its heal (a rule outside UFW) is not put in again until
+    it reopens.
 options:
   inventory:
     description:
@@ -127,11 +135,11 @@ options:
         as C(<state_file>.invalid) and the watch starts afresh.
     type: path
     default: ~/.sipguard/watch/port_state-<port>.json
-  flap_window:
+  heal_window:
     description:
-      - Seconds within which a host's second reopening counts as flapping (C(flapping) in the
-        event), so that a rulebook can throttle its heal and still close what reopened in the
-        meantime.
+      - Seconds; a host is put in a C(heal) event at most once within them (a flapping host does
+        not start a storm of close runs), and a reopening within them is healed when they are
+        over. A reopening within them also has C(flapping=true) in its event.
     type: float
     default: 60
   max_targets:
@@ -158,8 +166,8 @@ EXAMPLES = r"""
         group: voip
         interval: 5
   rules:
-    - name: Reopened
-      condition: event.port_state.kind == "reopened"
+    - name: Close it again on every host that reopened in the round (one run)
+      condition: event.port_state.kind == "heal"
       action:
         run_playbook:
           name: sipguard.firewall.close
@@ -234,7 +242,10 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
         result = await rooms["_probe.network"].probe_all(request)
         now = datetime.datetime.now(datetime.timezone.utc)
         state, events = changes.diff(state, changes.observations(result["probes"], hosts_by_target), now,
-                                     config.flap_window)
+                                     config.heal_window)
+        state, heal = changes.heal(state, events, now, config.heal_window, config.port)
+        if heal:
+            events.append(heal)
         # Saved before the events go out: what the state file holds is what was announced, so a
         # restart neither repeats an event nor misses a change that happens while it is down.
         if events or saved_at is None or started - saved_at >= STATE_REFRESH_SECONDS:

@@ -70,11 +70,59 @@ def test_resolved_hosts_are_the_audits_newly_closed_and_the_closes_of_exposed_ho
 def test_generic_keeps_the_documented_keys(fleet):
     body = _alert.alert_body("generic", fleet, ["sbc1"], ["edge3"])
     assert body == {"source": "sipguard.firewall", "run_id": "run-1", "summary": fleet["summary_line"],
-                    "counts": fleet["counts"], "exposed_hosts": ["pbx2", "sbc1"], "new_exposed_hosts": ["sbc1"],
+                    "counts": fleet["counts"], "exposed_hosts": ["pbx2", "sbc1"], "failed_exposed_hosts": [],
+                    "new_exposed_hosts": ["sbc1"],
                     "reopened_hosts": ["sbc1"], "resolved_hosts": ["edge3"],
                     "reasons": {record["host"]: record["reasons"] for record in fleet["hosts"]
                                 if record["status"] == "exposed"}}
     assert body["reasons"]["sbc1"] and all(body["reasons"][host] for host in body["exposed_hosts"])
+
+
+BYPASS = ("ipv4/tcp: filter INPUT rule 1 accepts tcp port 5061 ahead of ufw's chains (-A INPUT -p tcp "
+          "--dport 5061 -j ACCEPT): delete it with iptables -D INPUT 1")
+
+
+def failed_close_report(tmp_path):
+    """A close where ufw_port failed on one host because a rule outside UFW still lets 5061 in
+    (what the module returns then: failed, effective false, the reasons), and healed another."""
+    failed = dict(close(False, False, [BYPASS]), failed=True, msg="port 5061 is still reachable: " + BYPASS)
+    entries = {"pbx-input": {"address": "192.0.2.7", "result": failed, "failed": True, "msg": failed["msg"]},
+               "pbx-allow": {"address": "192.0.2.8", "result": close(True, False)}}
+    records, _unmatched = _report.host_records(entries, mode="close")
+    return _report_store.write_run(str(tmp_path), "heal-1", records, "close", 5061, False, GENERATED,
+                                   lambda report: "", alert=True)
+
+
+def test_a_close_that_failed_with_the_port_open_is_alerted_with_its_reason(tmp_path):
+    report, details = failed_close_report(tmp_path)
+    record = [r for r in report["hosts"] if r["host"] == "pbx-input"][0]
+    assert (record["status"], record["exposed"]) == ("failed", True)
+    assert details["new_exposed_hosts"] == ["pbx-input"]  # the alert is due for it
+    assert details["new_resolved_hosts"] == ["pbx-allow"]
+    generic = _alert.alert_body("generic", report, details["new_exposed_hosts"], details["new_resolved_hosts"])
+    assert generic["failed_exposed_hosts"] == ["pbx-input"] and generic["exposed_hosts"] == []
+    assert any("ahead of ufw" in reason for reason in generic["reasons"]["pbx-input"])
+    manager = _alert.alert_body("alertmanager", report, details["new_exposed_hosts"], details["new_resolved_hosts"])
+    firing = [alert for alert in manager if "endsAt" not in alert]
+    assert [(a["labels"]["instance"], a["labels"]["family"], a["labels"]["protocol"]) for a in firing] == [
+        ("pbx-input", "ipv4", "tcp")]
+    assert "ahead of ufw" in firing[0]["annotations"]["reason"]
+    assert "failed" in firing[0]["annotations"]["summary"]
+    slack = str(_alert.alert_body("slack", report, details["new_exposed_hosts"], []))
+    teams = str(_alert.alert_body("teams", report, details["new_exposed_hosts"], []))
+    assert "pbx-input" in slack and "ahead of ufw" in slack and "pbx-input" in teams and "ahead of ufw" in teams
+
+
+def test_a_failed_host_without_reasons_is_alerted_with_the_error_and_an_unknown_state_is_not():
+    failed = {"address": "192.0.2.9", "failed": True, "msg": "ufw: command not found",
+              "result": {"failed": True, "msg": "ufw: command not found", "exposed": True}}
+    unknown = {"address": "192.0.2.10", "failed": True, "msg": "Timeout waiting for privilege escalation",
+               "result": {"failed": True, "msg": "Timeout waiting for privilege escalation"}}
+    records, _unmatched = _report.host_records({"a": failed, "b": unknown}, mode="close")
+    report = _report.assemble(records, mode="close", generated=GENERATED, run=dict(id="r", parts=1, alerted_hosts=[]))
+    assert _alert.exposed_hosts(report) == ["a"]  # b: nothing says its port is open
+    assert _alert.alert_body("generic", report, ["a"])["reasons"]["a"] == [
+        "the run failed on the host: ufw: command not found"]
 
 
 def test_slack_is_text_plus_blocks_escaped_within_slacks_limits(fleet):
