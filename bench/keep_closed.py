@@ -11,8 +11,9 @@
 
 latency: HOSTS containers of the harness image (UFW active, listener on 5061), closed with the
   collection's close playbook; ansible-rulebook runs keep_closed on them at INTERVAL; then REOPEN
-  of them are reopened at once with `ufw allow 5061/tcp`. Prints, per host, the seconds from the
-  reopen to the watcher's event (its log line) and to closed again as seen from this machine
+  of them are reopened at once with `ufw allow 5061/tcp` (side by side). Prints the heal events
+  (one close run each: every host that reopened in a round is healed by one run) and, per host,
+  the seconds from the reopen to the watcher's event (its log line) and to closed again as seen from this machine
   (tests/harness/probe.py every 0.2 s on IPv4 and IPv6). Target: at most interval + one close run.
 watcher: the port_state source alone (its __main__) over TARGETS loopback addresses
   (127.0.x.y, nothing listening: TCP and UDP closed) at WATCH_INTERVAL for SECONDS; prints its
@@ -31,11 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "faults"))
-from fleet_harness import ENV, IMAGE, LISTENER, NETWORK, PLAYBOOK, probe, run  # noqa: E402
+from fleet_harness import ENV, PLAYBOOK, probe, remove_targets, run, start_targets  # noqa: E402
 
 SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source", "port_state.py")
 SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable "
@@ -57,15 +59,7 @@ def latency(hosts, interval, reopen):
     work = tempfile.mkdtemp(prefix="sge-bench-")
     process = None
     try:
-        addresses = {}
-        for name in names:
-            run(["podman", "rm", "-f", "-t", "0", name], check=False)
-            run(["podman", "run", "-d", "--name", name, "--network", NETWORK, "--cap-add", "NET_ADMIN",
-                 "--cap-add", "NET_RAW", IMAGE])
-            run(["podman", "cp", LISTENER, "%s:/listener.py" % name])
-            run(["podman", "exec", name, "sh", "-c", SETUP + " > /dev/null"])
-            network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
-            addresses[name] = [network["IPAddress"], network["GlobalIPv6Address"]]
+        addresses = start_targets(names, SETUP)
         inventory = os.path.join(work, "hosts.yml")
         with open(inventory, "w") as out:
             json.dump({"all": {"vars": {"ansible_connection": "podman"},
@@ -92,9 +86,16 @@ def latency(hosts, interval, reopen):
         time.sleep(interval + 1)
         reopened = {}
         names = names[:reopen]
-        for name in names:
+
+        def reopen_one(name):
             reopened[name] = time.time()
             run(["podman", "exec", name, "ufw", "allow", "5061/tcp"])
+
+        threads = [threading.Thread(target=reopen_one, args=(name,)) for name in names]
+        for thread in threads:  # at once, as a change pushed to a fleet
+            thread.start()
+        for thread in threads:
+            thread.join(60)
         closed = {}
         deadline = time.monotonic() + 180
         while len(closed) < len(names) and time.monotonic() < deadline:
@@ -112,8 +113,11 @@ def latency(hosts, interval, reopen):
         for name in names:
             rows.append((name, seen.get(name) and seen[name] - reopened[name],
                          closed.get(name) and closed[name] - reopened[name]))
-        print("latency: %d of %d hosts reopened, interval %g s, one close playbook run on all of them before: %.1f s,"
+        heal_events = [line.split("port_state: ", 1)[1] for line in text.splitlines()
+                       if "port_state: closing 5061 again" in line]
+        print("latency: %d of %d hosts reopened at once, interval %g s, one close playbook run on all of them before: %.1f s,"
               " load %s" % (len(names), hosts, interval, one_close, open("/proc/loadavg").read().split()[0]))
+        print("heal events (one close run each): %d: %s" % (len(heal_events), "; ".join(heal_events)))
         print("%-14s %18s %22s" % ("host", "reopen -> event s", "reopen -> closed s"))
         for name, event, healed in rows:
             print("%-14s %18s %22s" % (name, "%.1f" % event if event else "-", "%.1f" % healed if healed else "NOT"))
@@ -129,8 +133,7 @@ def latency(hosts, interval, reopen):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        for name in ["sge-bench-%d" % number for number in range(1, hosts + 1)]:
-            run(["podman", "rm", "-f", "-t", "0", name], check=False)
+        remove_targets(["sge-bench-%d" % number for number in range(1, hosts + 1)])
 
 
 def _cpu_seconds(pid):

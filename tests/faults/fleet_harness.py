@@ -44,3 +44,23 @@ def probe(protocol, address, port=5061):
     """open / closed / filtered (tcp) or open / closed / open|filtered (udp), from this machine."""
     out = run([sys.executable, PROBE, "--timeout", "1", "--retries", "1", protocol, address, str(port)]).stdout
     return json.loads(out)["state"]
+
+
+def start_targets(names, setup):
+    """Start a container of the harness image per name (removed first if it exists), copy the
+    listener in, run the shell command setup in it; {name: [IPv4, IPv6]} on the test network."""
+    addresses = {}
+    for name in names:
+        run(["podman", "rm", "-f", "-t", "0", name], check=False)
+        run(["podman", "run", "-d", "--name", name, "--network", NETWORK, "--cap-add", "NET_ADMIN",
+             "--cap-add", "NET_RAW", IMAGE])
+        run(["podman", "cp", LISTENER, "%s:/listener.py" % name])
+        run(["podman", "exec", name, "sh", "-c", setup + " > /dev/null"])
+        network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
+        addresses[name] = [network["IPAddress"], network["GlobalIPv6Address"]]
+    return addresses
+
+
+def remove_targets(names):
+    for name in names:
+        run(["podman", "rm", "-f", "-t", "0", name], check=False)

@@ -29,7 +29,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
-from fleet_harness import IMAGE, LISTENER, NETWORK, PLAYBOOK, host_state, probe, run  # noqa: E402
+from fleet_harness import PLAYBOOK, host_state, probe, remove_targets, run, start_targets  # noqa: E402
 
 TRUSTED = ["10.89.7.0/24", "fd00:5061::/64"]  # the test network: the controller's own addresses
 NAMES = ["sgi-%d" % number for number in range(1, 6)]
@@ -45,15 +45,7 @@ def states():
 def fleet(tmp_path_factory):
     """The five hosts, their addresses, and the inventory directory (hosts.yml, group_vars, host_vars)."""
     try:
-        addresses = {}
-        for name in NAMES:
-            run(["podman", "rm", "-f", "-t", "0", name], check=False)
-            run(["podman", "run", "-d", "--name", name, "--network", NETWORK, "--cap-add", "NET_ADMIN",
-                 "--cap-add", "NET_RAW", IMAGE])
-            run(["podman", "cp", LISTENER, "%s:/listener.py" % name])
-            run(["podman", "exec", name, "sh", "-c", SETUP + " > /dev/null"])
-            network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
-            addresses[name] = [network["IPAddress"], network["GlobalIPv6Address"]]
+        addresses = start_targets(NAMES, SETUP)
         inventory = tmp_path_factory.mktemp("inventory")
         hosts = {"all": {"vars": {"ansible_connection": "podman"},
                          "children": {"sbc": {"hosts": {"sgi-1": None}},
@@ -72,8 +64,7 @@ def fleet(tmp_path_factory):
             assert probe("tcp", addresses[name][0]) == "open"
         yield {"inventory": inventory, "addresses": addresses}
     finally:
-        for name in NAMES:
-            run(["podman", "rm", "-f", "-t", "0", name], check=False)
+        remove_targets(NAMES)
 
 
 def playbook(fleet, name, *args, extra=None, check=False):
