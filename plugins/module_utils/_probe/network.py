@@ -7,10 +7,11 @@
 
 Private to the sipguard.firewall collection: no compatibility promise outside it.
 
-Read-only. Probes many addresses at once under a semaphore; every wait (connect, TLS
-handshake, SIP answer, UDP reply, name resolution) has its own bound, and the
-``retries + 1`` attempts of a probe (connects, or datagrams) are started evenly within one
-``timeout`` window rather than one after another, so a run ends in bounded time:
+Read-only. Probes many addresses at once with a pool of at most ``concurrency`` workers, each
+one probe at a time; every wait (connect, TLS handshake, SIP answer, UDP reply, name
+resolution) has its own bound, and the ``retries + 1`` attempts of a probe (connects, or
+datagrams) are started evenly within one ``timeout`` window rather than one after another, so
+a run ends in bounded time:
 
   * the state of one probe is known after at most ``timeout``, whatever ``retries`` is;
   * an open TCP port then costs at most ``2 * timeout`` more (handshake, SIP answer);
@@ -61,6 +62,9 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip impor
     parse_sip_response,
     sip_summary,
 )
+
+# what one read of a datagram socket takes (as asyncio's datagram transports read)
+_MAX_DATAGRAM = 256 * 1024
 
 
 async def tcp_connect(family, sockaddr):
@@ -263,39 +267,86 @@ async def probe_tcp(record, family, sockaddr, request):
     return record
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    """Keeps what arrives on a connected datagram socket: bytes, or the OSError (ICMP) it got.
+class _Datagrams:
+    """A connected non-blocking datagram socket, read and written by loop callbacks, no transport.
 
-    ``next(timeout)`` waits on one future with a timer, not a task per wait (asyncio.wait_for):
-    a sweep of thousands of UDP probes pays a callback, not a task, for every wait."""
+    What arrives - bytes, or the OSError an ICMP error gives (ECONNREFUSED for port
+    unreachable) - queues up, as a datagram transport would hand it to its protocol; a datagram
+    the socket cannot take at once waits for it to be writable. ``next(timeout)`` reads what is
+    already there without a wait, else waits on one future with a timer (not a task per wait,
+    like asyncio.wait_for): a sweep of thousands of UDP probes pays a callback per wait, and no
+    transport and its start-up per probe."""
 
-    def __init__(self):
+    def __init__(self, loop, sock):
+        self.loop = loop
+        self.sock = sock
         self.items = collections.deque()
+        self.unsent = collections.deque()
         self.waiter = None
+        self.reading = False
 
     def _arrived(self, item):
         self.items.append(item)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def datagram_received(self, data, addr):
-        self._arrived(data)
+    def _read_ready(self):
+        try:
+            data = self.sock.recv(_MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._arrived(exc)
+        else:
+            self._arrived(data)
 
-    def error_received(self, exc):
-        self._arrived(exc)
+    def _write_ready(self):
+        while self.unsent:
+            try:
+                self.sock.send(self.unsent[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._arrived(exc)
+            self.unsent.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+
+    def send(self, datagram):
+        """Send now, or once the socket is writable; an OSError is an arrival, like a reply."""
+        if self.unsent:
+            self.unsent.append(datagram)
+            return
+        try:
+            self.sock.send(datagram)
+        except (BlockingIOError, InterruptedError):
+            self.unsent.append(datagram)
+            self.loop.add_writer(self.sock.fileno(), self._write_ready)
+        except OSError as exc:
+            self._arrived(exc)
 
     async def next(self, timeout):
         """The next datagram or error, or None when none came within timeout seconds."""
         if not self.items:
-            loop = asyncio.get_running_loop()
-            self.waiter = loop.create_future()
-            timer = loop.call_later(max(0.0, timeout), _settle, self.waiter)
+            self._read_ready()  # on loopback an ICMP error is already there after the send
+        if not self.items:
+            if not self.reading:
+                self.loop.add_reader(self.sock.fileno(), self._read_ready)
+                self.reading = True
+            self.waiter = self.loop.create_future()
+            timer = self.loop.call_later(max(0.0, timeout), _settle, self.waiter)
             try:
                 await self.waiter
             finally:
                 timer.cancel()
                 self.waiter = None
         return self.items.popleft() if self.items else None
+
+    def close(self):
+        if self.reading:
+            self.loop.remove_reader(self.sock.fileno())
+        if self.unsent:
+            self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
 
 
 def _settle(future):
@@ -312,10 +363,10 @@ async def probe_udp(record, family, sockaddr, request):
         sock.setblocking(False)
         sock.connect(sockaddr)  # connected: ICMP port unreachable comes back as ECONNREFUSED
         local = sock.getsockname()
-        transport, protocol = await loop.create_datagram_endpoint(_Datagrams, sock=sock)
     except OSError as exc:
         sock.close()
         return record_os_error(record, exc)
+    datagrams = _Datagrams(loop, sock)
     try:
         datagram = build_options(record["target"], record["port"], "UDP", local[0], local[1])
         reply = None
@@ -326,12 +377,12 @@ async def probe_udp(record, family, sockaddr, request):
             now = time.monotonic()
             if reply is None and record["attempts"] <= request.retries \
                     and now >= _next_wake(started, record["attempts"], request):
-                transport.sendto(datagram)  # a retransmission is the same request (same branch)
+                datagrams.send(datagram)  # a retransmission is the same request (same branch)
                 record["attempts"] += 1
                 last_sent = now
             # once anything answered, no more datagrams: wait for the final answer until the deadline
             wake = deadline if reply is not None else _next_wake(started, record["attempts"], request)
-            item = await protocol.next(wake - time.monotonic())
+            item = await datagrams.next(wake - time.monotonic())
             if item is None:
                 if time.monotonic() >= deadline:
                     break
@@ -367,33 +418,22 @@ async def probe_udp(record, family, sockaddr, request):
         record["sip"] = sip_summary(answer, "UDP", record["rtt_ms"])
         return record
     finally:
-        transport.close()
+        datagrams.close()
 
 
-async def _probe_one(record, family, sockaddr, request, slots):
-    async with slots:
-        if record["protocol"] == "tcp":
-            return await probe_tcp(record, family, sockaddr, request)
-        return await probe_udp(record, family, sockaddr, request)
-
-
-async def _probe_target(target, request, slots, resolver_slots, warnings):
+def _plan(target, addresses, problem, request, warnings):
+    """(records, jobs) of one target from its addresses (or the problem resolving it): a record
+    per address and protocol, in that order, and a job (record, family, sockaddr) per record to
+    probe; error records (no job) for a target that cannot be probed; none for a skipped one."""
     records = []
-    try:
-        addresses = await resolve(target, request.port, request.timeout * (request.retries + 1), resolver_slots)
-    except asyncio.TimeoutError:
-        addresses, problem = [], "name resolution took longer than %gs" % (request.timeout * (request.retries + 1))
-    except (OSError, UnicodeError) as exc:
-        addresses, problem = [], "cannot resolve %s: %s" % (target, os_error_text(exc))
-    else:
-        problem = None
+    if not problem:
         wanted = [a for a in addresses if FAMILY_NAMES[a[0]] in request.families]
         if not wanted and addresses:
             found = ", ".join(a[1] for a in addresses)
             if literal_addresses(target, request.port) is not None:
                 warnings.append("target %s skipped: its family is not in families (%s)"
                                 % (target, ", ".join(request.families)))
-                return records
+                return records, []
             problem = "%s has no %s address (it resolves to %s)" % (target, " or ".join(request.families), found)
         elif not wanted:
             problem = "%s resolves to no address" % target
@@ -404,27 +444,99 @@ async def _probe_target(target, request, slots, resolver_slots, warnings):
             record["state"] = "error"
             add_error(record, problem)
             records.append(record)
-        return records
+        return records, []
     jobs = []
     for family, address, sockaddr in addresses:
         for protocol in request.protocols:
             record = new_record(target, address, FAMILY_NAMES[family], protocol, request.port)
             records.append(record)
-            jobs.append(_probe_one(record, family, sockaddr, request, slots))
-    if len(jobs) == 1:
-        await jobs[0]  # this target's task runs it: no second task for one probe
-    else:
-        await asyncio.gather(*jobs)
-    return records
+            jobs.append((record, family, sockaddr))
+    return records, jobs
+
+
+class _Pool:
+    """Probes jobs with at most ``concurrency`` workers, each one probe (one socket) at a time.
+
+    A worker takes the next job from one shared deque until it is empty, then ends; jobs added
+    later (a host name resolved) get new workers while fewer than ``concurrency`` run. No task
+    per probe and no semaphore to wake: a sweep of thousands of probes costs a few hundred
+    coroutines."""
+
+    def __init__(self, request):
+        self.request = request
+        self.jobs = collections.deque()
+        self.workers = []
+        self.running = 0
+
+    def add(self, jobs):
+        self.jobs.extend(jobs)
+        for _new in range(min(self.request.concurrency - self.running, len(jobs))):
+            self.running += 1
+            self.workers.append(asyncio.ensure_future(self._work()))
+
+    async def _work(self):
+        try:
+            jobs, request = self.jobs, self.request
+            while jobs:
+                record, family, sockaddr = jobs.popleft()
+                if record["protocol"] == "tcp":
+                    await probe_tcp(record, family, sockaddr, request)
+                else:
+                    await probe_udp(record, family, sockaddr, request)
+        finally:
+            self.running -= 1
+
+
+async def _look_up(index, target, request, resolver_slots, per_target, warnings, pool):
+    """Resolve a host name in bounded time; its records go to per_target[index], its jobs to the pool."""
+    bound = request.timeout * (request.retries + 1)
+    addresses, problem = [], None
+    try:
+        addresses = await resolve(target, request.port, bound, resolver_slots)
+    except asyncio.TimeoutError:
+        problem = "name resolution took longer than %gs" % bound
+    except (OSError, UnicodeError) as exc:
+        problem = "cannot resolve %s: %s" % (target, os_error_text(exc))
+    per_target[index], jobs = _plan(target, addresses, problem, request, warnings)
+    pool.add(jobs)
 
 
 async def probe_all(request):
-    """Probe every target; return {probes, counts, summary, warnings}."""
-    slots = asyncio.Semaphore(request.concurrency)
-    resolver_slots = asyncio.Semaphore(min(request.concurrency, 32))
+    """Probe every target; return {probes, counts, summary, warnings}.
+
+    An IP literal's probes are planned at once; a host name is resolved in its own task (at
+    most 32 at a time) and its probes join the pool when it has resolved. Records come in the
+    order of the targets, then of their addresses, then of the protocols."""
     warnings: List[str] = []
-    per_target = await asyncio.gather(*[_probe_target(t, request, slots, resolver_slots, warnings)
-                                        for t in request.targets])
+    pool = _Pool(request)
+    per_target = [[] for _target in request.targets]
+    resolver_slots = asyncio.Semaphore(min(request.concurrency, 32))
+    jobs = []
+    names = []
+    for index, target in enumerate(request.targets):
+        try:
+            addresses = literal_addresses(target, request.port)
+        except (OSError, UnicodeError):
+            addresses = None  # resolve() raises it again, into the target's error record
+        if addresses is None:
+            names.append((index, target))
+            continue
+        per_target[index], planned = _plan(target, addresses, None, request, warnings)
+        jobs.extend(planned)
+    pool.add(jobs)
+    lookups = [asyncio.ensure_future(_look_up(index, target, request, resolver_slots, per_target, warnings, pool))
+               for index, target in names]
+    try:
+        if lookups:
+            await asyncio.gather(*lookups)
+        if pool.workers:  # every lookup has added its jobs: no more workers come
+            await asyncio.gather(*pool.workers)
+    except BaseException:
+        unfinished = [task for task in lookups + pool.workers if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        raise
     records = [record for records in per_target for record in records]
     counts, summary = summarize(records, request.port)
     return {"probes": records, "counts": counts, "summary": summary, "warnings": warnings}

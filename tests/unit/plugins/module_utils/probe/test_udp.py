@@ -12,6 +12,7 @@ import re
 import socket
 import time
 
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, UdpSip, free_port, request, udp_on_both
 
@@ -100,3 +101,48 @@ def test_udp_closed_and_silent():
     assert silent_result["summary"]["exposed"] is False
     # the four datagrams share one 1 s window: silence is known after 1 s, not 4 s
     assert 0.95 < elapsed < 3
+
+
+def test_udp_a_port_closing_before_the_retransmission_is_closed_on_the_second_datagram():
+    async def scenario():
+        port = free_port(socket.SOCK_DGRAM)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listener.bind(("127.0.0.1", port))  # silent for the first datagram, gone before the second
+        asyncio.get_running_loop().call_later(0.1, listener.close)
+        try:
+            return await probe_all(request(targets=["127.0.0.1"], port=port, protocols=["udp"],
+                                           timeout=0.4, retries=1))
+        finally:
+            listener.close()
+
+    (record,) = asyncio.run(scenario())["probes"]
+    assert (record["state"], record["attempts"], record["error"], record["sip"]) == ("closed", 2, None, None)
+    assert record["rtt_ms"] is not None and record["rtt_ms"] < 200
+
+
+def test_udp_a_datagram_the_socket_cannot_take_at_once_is_sent_when_it_is_writable(monkeypatch):
+    real = socket.socket
+    refused = []
+
+    class Busy(real):
+        def send(self, data, flags=0):
+            if self.type == socket.SOCK_DGRAM and not refused:
+                refused.append(data)
+                raise BlockingIOError()
+            return super().send(data, flags)
+
+    async def scenario():
+        port, endpoints = await udp_on_both(UdpSip)
+        monkeypatch.setattr(network.socket, "socket", Busy)
+        try:
+            return await probe_all(request(targets=["127.0.0.1"], port=port, protocols=["udp"])), endpoints
+        finally:
+            monkeypatch.undo()
+            for transport, _protocol in endpoints:
+                transport.close()
+
+    result, endpoints = asyncio.run(scenario())
+    (record,) = result["probes"]
+    assert (record["state"], record["attempts"], record["sip"]["status_code"]) == ("open", 1, 200)
+    ((text, _addr),) = endpoints[0][1].received
+    assert len(refused) == 1 and text.encode() == refused[0]
