@@ -70,7 +70,7 @@ def latency(hosts, interval, reopen):
         one_close = time.monotonic() - started
         variables = os.path.join(work, "watch.yml")
         with open(variables, "w") as out:
-            json.dump({"sips_watch_inventory": inventory, "sips_watch_interval": interval,
+            json.dump({"sips_watch_interval": interval,  # the inventory: ansible-rulebook's -i
                        "sips_watch_state_file": os.path.join(work, "state.json"),
                        "sips_watch_report_dir": os.path.join(work, "report")}, out)
         log = os.path.join(work, "rulebook.log")

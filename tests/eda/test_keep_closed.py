@@ -141,7 +141,7 @@ def rulebook(fleet, receiver, tmp_path_factory):
     work = tmp_path_factory.mktemp("watch")
     variables = work / "watch.yml"
     variables.write_text(json.dumps({
-        "sips_watch_inventory": str(fleet["inventory"]),
+        # no sips_watch_inventory: the source watches ansible-rulebook's own -i
         "sips_watch_interval": INTERVAL,
         "sips_watch_state_file": str(work / "state.json"),
         "sips_watch_report_dir": str(work / "report"),

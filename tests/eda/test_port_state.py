@@ -122,6 +122,39 @@ def test_defaults_and_an_unset_rulebook_variable(tmp_path):
         watch_arguments.parse_args({"inventory": Undefined()})
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["/venv/bin/ansible-rulebook", "-r", "sipguard.firewall.keep_closed", "-i", "hosts.yml", "-v"], "hosts.yml"),
+    (["/venv/bin/ansible-rulebook", "--rulebook", "r.yml", "--inventory=site/hosts.yml"], "site/hosts.yml"),
+    (["/venv/lib/python3.11/site-packages/ansible_rulebook/__main__.py", "-i", "hosts.yml"], "hosts.yml"),
+    (["/venv/bin/ansible-rulebook", "-r", "r.yml"], ""),  # none given (and no ANSIBLE_INVENTORY)
+    (["/venv/bin/ansible-rulebook", "-r", "r.yml", "-i"], ""),  # unreadable: no inventory, no exit
+    (["/usr/bin/python3", "port_state.py", "-i", "hosts.yml"], ""),  # not inside ansible-rulebook
+])
+def test_the_inventory_ansible_rulebook_was_started_with(argv, expected, monkeypatch):
+    monkeypatch.delenv("ANSIBLE_INVENTORY", raising=False)
+    assert port_state.rulebook_inventory(argv) == expected
+
+
+def test_ansible_inventory_is_ansible_rulebooks_default_too(monkeypatch):
+    monkeypatch.setenv("ANSIBLE_INVENTORY", "/etc/ansible/voip.yml")
+    assert port_state.rulebook_inventory(["/venv/bin/ansible-rulebook", "-r", "r.yml"]) == "/etc/ansible/voip.yml"
+
+
+def test_without_inventory_and_targets_the_rulebooks_inventory_is_watched(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {hosts: {pbx1: {}}}\n")
+    config = watch_arguments.parse_args({"inventory": "", "targets": []}, rulebook_inventory=str(inventory))
+    assert config.inventory == str(inventory)
+    given = tmp_path / "other.yml"
+    given.write_text("all: {hosts: {pbx2: {}}}\n")
+    assert watch_arguments.parse_args({"inventory": str(given)}, rulebook_inventory=str(inventory)).inventory == str(given)
+    targets = watch_arguments.parse_args({"targets": [{"host": "h", "address": "127.0.0.1"}]},
+                                         rulebook_inventory=str(inventory))
+    assert targets.inventory is None  # targets given: the rulebook's inventory is not added
+    with pytest.raises(watch_arguments.PortStateArgumentError, match="ansible-rulebook has no -i"):
+        watch_arguments.parse_args({"inventory": "", "targets": []}, rulebook_inventory="")
+
+
 def test_targets_in_every_shape():
     config = watch_arguments.parse_args({"targets": [
         "192.0.2.1", {"host": "pbx2", "address": "192.0.2.2"},

@@ -129,8 +129,11 @@ def _target_pairs(value):
     return pairs
 
 
-def parse_args(args):
-    """The source's arguments checked, as a WatchConfig; PortStateArgumentError names the bad one."""
+def parse_args(args, rulebook_inventory=None):
+    """The source's arguments checked, as a WatchConfig; PortStateArgumentError names the bad one.
+
+    rulebook_inventory: ansible-rulebook's own -i, the inventory when neither inventory nor
+    targets is given."""
     if not isinstance(args, dict):
         raise PortStateArgumentError("port_state: the arguments must be a mapping, not %r" % (args,))
     # A rulebook variable the vars file does not set arrives as jinja2's Undefined: not given.
@@ -141,6 +144,8 @@ def parse_args(args):
             ", ".join(repr(name) for name in unknown),
             ", ".join(sorted(KNOWN_ARGUMENTS - {"eda_feedback_queue"}))))
     inventory = args.get("inventory")
+    if not inventory and not args.get("targets") and rulebook_inventory:
+        inventory = rulebook_inventory
     if inventory is not None and not isinstance(inventory, str):
         raise PortStateArgumentError("port_state: inventory %r is not a path" % (inventory,))
     inventory = os.path.expanduser(inventory.strip()) if inventory and inventory.strip() else None
@@ -151,9 +156,10 @@ def parse_args(args):
         raise PortStateArgumentError("port_state: group %r is not an inventory group name" % (group,))
     targets = _target_pairs(args.get("targets"))
     if inventory is None and not targets:
-        raise PortStateArgumentError("port_state: give inventory (a path; the keep_closed rulebook takes it from"
-                                     " sips_watch_inventory in its --vars file) or targets (a list); both are empty"
-                                     " (inventory=%r, targets=%r)" % (args.get("inventory"), args.get("targets")))
+        raise PortStateArgumentError("port_state: give inventory (a path: ansible-rulebook's -i, or"
+                                     " sips_watch_inventory in the keep_closed rulebook's --vars file) or targets"
+                                     " (a list); both are empty (inventory=%r, targets=%r) and ansible-rulebook"
+                                     " has no -i" % (args.get("inventory"), args.get("targets")))
     for _host, address in targets:
         try:
             probe_request.check_target(address)

@@ -62,7 +62,10 @@ options:
         read once at start with C(ansible-inventory --list).
       - Each host is probed at its C(sips_probe_targets) (when the inventory gives it as a plain
         list), else its C(ansible_host), else its name - what the sips role probes.
-      - One of O(inventory) and O(targets) is required.
+      - When neither O(inventory) nor O(targets) is given, the inventory ansible-rulebook was
+        started with (its C(-i), or C(ANSIBLE_INVENTORY)), read with ansible-rulebook's own
+        argument parser; ansible-rulebook does not hand it to sources itself. Without it, one of
+        O(inventory) and O(targets) is required.
     type: str
   group:
     description:
@@ -212,12 +215,34 @@ def collection_rooms():
     return {name: importlib.import_module(prefix + name) for name in _ROOMS}
 
 
+def rulebook_inventory(argv=None):
+    """The inventory of the ansible-rulebook this source runs in (its -i, else ANSIBLE_INVENTORY),
+    read with ansible-rulebook's own argument parser; "" outside ansible-rulebook or without one."""
+    argv = sys.argv if argv is None else argv
+    program = os.path.basename(argv[0]) if argv else ""
+    if program != "ansible-rulebook" and "ansible_rulebook" not in (argv[0] if argv else ""):
+        return ""
+    try:
+        from ansible_rulebook.cli import get_parser
+    except ImportError:
+        return ""
+    parser = get_parser()
+    parser.error = lambda message: None  # an argv it cannot read is no inventory, not an exit
+    try:
+        known, _rest = parser.parse_known_args(list(argv[1:]))
+    except (SystemExit, TypeError, ValueError):
+        return ""
+    if known is None:
+        return ""
+    return getattr(known, "inventory", None) or ""
+
+
 async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     """Probe every interval; put an event on queue for each change; never return on its own."""
     rooms = collection_rooms()
     arguments, inventory, changes, store = (rooms["_watch.arguments"], rooms["_watch.inventory"],
                                             rooms["_watch.changes"], rooms["_watch.state"])
-    config = arguments.parse_args(args)
+    config = arguments.parse_args(args, rulebook_inventory=rulebook_inventory())
     inventory_pairs = []
     if config.inventory:
         inventory_pairs = await asyncio.get_running_loop().run_in_executor(
