@@ -14,7 +14,8 @@ latency: HOSTS containers of the harness image (UFW active, listener on 5061), c
   of them are reopened at once with `ufw allow 5061/tcp` (side by side). Prints the heal events
   (one close run each: every host that reopened in a round is healed by one run) and, per host,
   the seconds from the reopen to the watcher's event (its log line) and to closed again as seen from this machine
-  (tests/harness/probe.py every 0.2 s on IPv4 and IPv6). Target: at most interval + one close run.
+  (tests/harness/probe.py every 0.2 s on IPv4 and IPv6, a thread per address: the
+  start of the first probe that saw it filtered). Target: at most interval + one close run.
 watcher: the port_state source alone (its __main__) over TARGETS loopback addresses
   (127.0.x.y, nothing listening: TCP and UDP closed) at WATCH_INTERVAL for SECONDS; prints its
   CPU time as a share of one core and its peak resident memory. Target: < 5 % and < 100 MB.
@@ -37,7 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "faults"))
-from fleet_harness import ENV, PLAYBOOK, probe, remove_targets, run, start_targets  # noqa: E402
+from fleet_harness import ENV, PLAYBOOK, closed_again_times, remove_targets, run, start_targets  # noqa: E402
 
 SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source", "port_state.py")
 SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable "
@@ -96,13 +97,7 @@ def latency(hosts, interval, reopen):
             thread.start()
         for thread in threads:
             thread.join(60)
-        closed = {}
-        deadline = time.monotonic() + 180
-        while len(closed) < len(names) and time.monotonic() < deadline:
-            for name in names:
-                if name not in closed and all(probe("tcp", address) == "filtered" for address in addresses[name]):
-                    closed[name] = time.time()
-            time.sleep(0.2)
+        closed = closed_again_times({name: addresses[name] for name in names}, time.monotonic() + 180)
         text = open(log).read()
         seen = {}
         for line in text.splitlines():

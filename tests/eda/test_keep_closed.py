@@ -40,7 +40,8 @@ import pytest
 
 FAULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "faults")
 sys.path.insert(0, FAULTS)  # --import-mode=importlib: the shared harness is not on the path
-from fleet_harness import ENV, PLAYBOOK, ROOT, probe, remove_targets, run, start_targets  # noqa: E402
+from fleet_harness import (ENV, PLAYBOOK, ROOT, closed_again_times, probe, remove_targets, run,  # noqa: E402
+                           start_targets)
 
 NAMES = ("sge-allow", "sge-disable", "sge-input")
 REOPEN = {
@@ -196,17 +197,11 @@ def test_reopened_three_ways_two_healed_the_third_alerted_with_its_reason(fleet,
     for name in NAMES:  # the network sees each one open (the listener answers)
         assert probe("tcp", addresses[name][0]) == "open", name
 
-    healed = {}
-
-    def closed_again():
-        for name in ("sge-allow", "sge-disable"):
-            if name not in healed and all(probe("tcp", address) == "filtered" for address in addresses[name]):
-                healed[name] = time.time()
-        return len(healed) == 2
-
     log = rulebook["log"]
-    assert wait_for(closed_again, HEAL_DEADLINE, step=0.2), (
-        "not closed again within %d s: %s\n%s" % (HEAL_DEADLINE, sorted(set(NAMES[:2]) - set(healed)),
+    healable = {name: addresses[name] for name in ("sge-allow", "sge-disable")}
+    healed = closed_again_times(healable, time.monotonic() + HEAL_DEADLINE)
+    assert sorted(healed) == sorted(healable), (
+        "not closed again within %d s: %s\n%s" % (HEAL_DEADLINE, sorted(set(healable) - set(healed)),
                                                   log.read_text()[-6000:]))
     # Closed again for real: UFW active with the collection's deny first, on both families.
     for name in ("sge-allow", "sge-disable"):

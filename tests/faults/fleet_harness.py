@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "localhost/sipguard-target:" + os.environ.get("SIPGUARD_SUITE", "bookworm")
@@ -64,3 +66,28 @@ def start_targets(names, setup):
 def remove_targets(names):
     for name in names:
         run(["podman", "rm", "-f", "-t", "0", name], check=False)
+
+
+def closed_again_times(addresses, deadline, step=0.2):
+    """{name: time} when every address of each host first probed filtered over TCP, watched side
+    by side (a thread per address): the time a probe that saw filtered started, since the port
+    was closed then. Hosts not closed by deadline (a time.monotonic) are missing."""
+    seen = {}
+    lock = threading.Lock()
+
+    def watch(name, address):
+        while time.monotonic() < deadline:
+            started = time.time()
+            if probe("tcp", address) == "filtered":
+                with lock:
+                    seen.setdefault(name, {})[address] = started
+                return
+            time.sleep(step)
+
+    threads = [threading.Thread(target=watch, args=(name, address), daemon=True)
+               for name, pair in addresses.items() for address in pair]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + 5)
+    return {name: max(times.values()) for name, times in seen.items() if len(times) == len(addresses[name])}
