@@ -391,6 +391,42 @@ def test_a_host_a_heal_could_not_close_is_not_healed_again_until_it_reopens():
     assert healed(heal) == ["a"]
 
 
+def test_endpoints_of_a_host_announced_in_two_parts_of_a_round_are_one_heal_and_not_flapping():
+    """The watch announces what answered open before the round's silent endpoints time out, then
+    diffs the whole round: a host whose IPv4 answered first and IPv6 a moment later is one heal."""
+    v4, v6 = obs("open", address="192.0.2.1"), obs("open", address="2001:db8::1")
+    state, _events = watch_changes.diff(watch_state.empty_state(), dict(
+        obs("filtered", address="192.0.2.1"), **obs("filtered", address="2001:db8::1")), at(0), 60)
+    started = at(5)
+    state, first = watch_changes.diff_some(state, v4, at(5.01), 60, started)
+    state, heal = watch_changes.heal(state, first, at(5.01), 60, 5061, started)
+    assert kinds(first) == ["reopened"] and healed(heal) == ["pbx1"]
+    state, second = watch_changes.diff_some(state, v6, at(5.3), 60, started)
+    state, heal = watch_changes.heal(state, second, at(5.3), 60, 5061, started)
+    assert kinds(second) == ["reopened"] and second[0]["port_state"]["flapping"] is False
+    assert heal is None and "heal_due" not in state["hosts"]["pbx1"]  # in the first part's heal already
+    # The whole round at its end: nothing new to say, and both endpoints kept.
+    state, events = watch_changes.diff(state, dict(v4, **v6), at(7), 60, started)
+    state, heal = watch_changes.heal(state, events, at(7), 60, 5061, started)
+    assert events == [] and heal is None and len(state["endpoints"]) == 2
+    # The next round's reopening of the same host within the window is flapping, and deferred.
+    state, _events = watch_changes.diff(state, dict(obs("filtered", address="192.0.2.1"), **v6), at(10), 60, at(10))
+    state, events = watch_changes.diff_some(state, v4, at(15), 60, at(15))
+    state, heal = watch_changes.heal(state, events, at(15), 60, 5061, at(15))
+    assert events[0]["port_state"]["flapping"] is True and heal is None
+    assert state["hosts"]["pbx1"]["heal_due"] == watch_changes.iso(at(65.01))
+
+
+def test_a_part_of_a_round_leaves_the_other_endpoints_and_hosts_as_they_are():
+    state, _events = watch_changes.diff(watch_state.empty_state(), dict(obs("filtered"), **obs("open", host="pbx2")),
+                                        at(0), 60)
+    part, events = watch_changes.diff_some(state, obs("open"), at(5), 60, at(5))
+    assert kinds(events) == ["reopened"]
+    assert part["endpoints"][watch_changes.endpoint_key("pbx2", "192.0.2.1", "tcp", 5061)] == \
+        state["endpoints"][watch_changes.endpoint_key("pbx2", "192.0.2.1", "tcp", 5061)]
+    assert set(part["hosts"]) == {"pbx1", "pbx2"}
+
+
 def test_the_heal_times_survive_a_restart(tmp_path):
     path = str(tmp_path / "state.json")
     state, _events, _heal = round_of(watch_state.empty_state(), {"a": "filtered"}, 0)
@@ -580,6 +616,49 @@ def test_the_loop_sends_exposed_closed_reopened_and_certificate_changed(tmp_path
                 await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_reopening_is_sent_before_the_rounds_silent_endpoints_time_out(tmp_path, monkeypatch):
+    """One target answers, another is silent (a dropped SYN, emulated: nothing here touches a
+    firewall) with a 3 s timeout: the exposed event and the heal come at once, not after 3 s, and
+    the round's own diff does not send them again."""
+    network = port_state.collection_rooms()["_probe.network"]
+    real_connect = network.tcp_connect
+
+    async def silent_for_127_0_0_2(family, sockaddr):
+        if sockaddr[0] == "127.0.0.2":
+            await asyncio.sleep(3600)
+        return await real_connect(family, sockaddr)
+
+    monkeypatch.setattr(network, "tcp_connect", silent_for_127_0_0_2)
+
+    async def scenario():
+        port = free_port()
+        server = Server(port)
+        await server.start()
+        queue = asyncio.Queue()
+        args = watch_args(port, tmp_path / "state.json", timeout=3, interval=10, targets=[
+            {"host": "pbx1", "address": "127.0.0.1"}, {"host": "quiet", "address": "127.0.0.2"}])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.create_task(port_state.main(queue, args))
+        try:
+            exposed = (await asyncio.wait_for(queue.get(), 2.5))["port_state"]
+            heal = (await asyncio.wait_for(queue.get(), 0.5))["port_state"]
+            early = loop.time() - started
+            assert (exposed["kind"], exposed["host"]) == ("exposed", "pbx1")
+            assert (heal["kind"], heal["hosts"]) == ("heal", ["pbx1"])
+            assert early < 2.5, early  # the silent target's window is 3 s
+            await asyncio.sleep(3.5)  # the round ends (the silent one: filtered): nothing more
+            assert queue.empty()
+            document = json.loads((tmp_path / "state.json").read_text())
+            assert sorted(entry["state"] for entry in document["endpoints"].values()) == ["filtered", "open"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
 def test_the_state_survives_a_restart(tmp_path):

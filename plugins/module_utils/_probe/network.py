@@ -68,12 +68,29 @@ _MAX_DATAGRAM = 256 * 1024
 
 
 async def tcp_connect(family, sockaddr):
-    """A connected non-blocking TCP socket (the tests replace this to emulate silence)."""
+    """A connected non-blocking TCP socket (the tests replace this to emulate silence).
+
+    loop.sock_connect without its detours (a resolution step for an address that is already
+    one, a callback object per wait): the connect, then one future the socket's writability
+    settles. Fails as sock_connect does: the OSError of connect(), or once the connect has
+    been under way, ``OSError(errno, "Connect call failed <address>")``."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        await loop.sock_connect(sock, sockaddr)
+        try:
+            sock.connect(sockaddr)
+        except (BlockingIOError, InterruptedError):
+            fd = sock.fileno()
+            writable = loop.create_future()
+            loop.add_writer(fd, _settle, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(fd)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, "Connect call failed %s" % (sockaddr,))
     except BaseException:
         sock.close()
         raise
@@ -190,6 +207,27 @@ def _next_wake(started, sent, request):
     return min(deadline, started + sent * request.timeout / (request.retries + 1))
 
 
+class _Waiter:
+    """One wait at a time for any of several futures, or a timer: a future per wait, settled
+    by the first done callback of the futures (``wake``) or by the timer."""
+
+    def __init__(self):
+        self.future = None
+
+    def wake(self, _done=None):
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self, loop, timeout):
+        self.future = loop.create_future()
+        timer = loop.call_later(max(0.0, timeout), _settle, self.future)
+        try:
+            await self.future
+        finally:
+            timer.cancel()
+            self.future = None
+
+
 async def _connect_attempts(family, sockaddr, request):
     """Race up to ``retries + 1`` connect attempts started evenly across one ``timeout`` window.
 
@@ -199,18 +237,23 @@ async def _connect_attempts(family, sockaddr, request):
     started, seconds from the start of the answering attempt or None); no socket and no
     error means silence for the whole window.
     """
+    loop = asyncio.get_running_loop()
     started = time.monotonic()
     deadline = started + request.timeout
     starts = {}  # attempt task -> when it started
+    waiter = _Waiter()
     winner = None
     try:
         while True:
             now = time.monotonic()
             if len(starts) <= request.retries and now >= _next_wake(started, len(starts), request):
-                starts[asyncio.ensure_future(tcp_connect(family, sockaddr))] = now
-            wake = _next_wake(started, len(starts), request)
-            done, _pending = await asyncio.wait(list(starts), timeout=max(0.0, wake - time.monotonic()),
-                                                return_when=asyncio.FIRST_COMPLETED)
+                attempt = asyncio.ensure_future(tcp_connect(family, sockaddr))
+                attempt.add_done_callback(waiter.wake)
+                starts[attempt] = now
+            done = [task for task in starts if task.done()]
+            if not done:  # as asyncio.wait(FIRST_COMPLETED, timeout), without its per-call set-up
+                await waiter.wait(loop, _next_wake(started, len(starts), request) - time.monotonic())
+                done = [task for task in starts if task.done()]
             if done:
                 connected = [task for task in done if task.exception() is None]
                 winner = min(connected or done, key=starts.get)
@@ -462,8 +505,9 @@ class _Pool:
     per probe and no semaphore to wake: a sweep of thousands of probes costs a few hundred
     coroutines."""
 
-    def __init__(self, request):
+    def __init__(self, request, on_record=None):
         self.request = request
+        self.on_record = on_record
         self.jobs = collections.deque()
         self.workers = []
         self.running = 0
@@ -483,6 +527,8 @@ class _Pool:
                     await probe_tcp(record, family, sockaddr, request)
                 else:
                     await probe_udp(record, family, sockaddr, request)
+                if self.on_record is not None:
+                    self.on_record(record)
         finally:
             self.running -= 1
 
@@ -501,14 +547,17 @@ async def _look_up(index, target, request, resolver_slots, per_target, warnings,
     pool.add(jobs)
 
 
-async def probe_all(request):
+async def probe_all(request, on_record=None):
     """Probe every target; return {probes, counts, summary, warnings}.
 
     An IP literal's probes are planned at once; a host name is resolved in its own task (at
     most 32 at a time) and its probes join the pool when it has resolved. Records come in the
-    order of the targets, then of their addresses, then of the protocols."""
+    order of the targets, then of their addresses, then of the protocols.
+
+    on_record, when given, is called with each probed record as soon as its probe ends (an open
+    port answers long before a silent one times out): the watch announces a reopening at once."""
     warnings: List[str] = []
-    pool = _Pool(request)
+    pool = _Pool(request, on_record)
     per_target = [[] for _target in request.targets]
     resolver_slots = asyncio.Semaphore(min(request.concurrency, 32))
     jobs = []

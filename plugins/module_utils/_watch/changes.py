@@ -84,7 +84,7 @@ def _message(kind, obs, previous_state, previous_sha):
     return text + ("; " + ", ".join(answered) if answered else "")
 
 
-def diff(state, seen, now, heal_window):
+def diff(state, seen, now, heal_window, round_started=None):
     """(new state, events) for one round: seen compared with state, pure.
 
     state is {"endpoints": {key: entry}, "hosts": {host: {"reopened_at": iso}}}; endpoints
@@ -130,7 +130,8 @@ def diff(state, seen, now, heal_window):
         flapping = False
         if kind in ("reopened", "exposed"):
             before = _parse_iso((old_hosts.get(host) or {}).get("reopened_at"))
-            flapping = before is not None and (now - before).total_seconds() < heal_window
+            flapping = (before is not None and (now - before).total_seconds() < heal_window
+                        and (round_started is None or before < round_started))
             reopened_hosts.add(host)
         event = {
             "kind": kind, "host": host, "target": obs["target"], "address": obs["address"],
@@ -159,11 +160,23 @@ def diff(state, seen, now, heal_window):
     return {"endpoints": endpoints, "hosts": hosts}, events
 
 
+def diff_some(state, seen, now, heal_window, round_started):
+    """diff over some endpoints of a round (those whose probe has answered so far, sent before
+    the round's silent endpoints time out); the endpoints and hosts not in seen stay as they are,
+    for the diff of the whole round."""
+    part, events = diff(state, seen, now, heal_window, round_started)
+    endpoints = dict(state.get("endpoints", {}))
+    endpoints.update(part["endpoints"])
+    hosts = dict(state.get("hosts", {}))
+    hosts.update(part["hosts"])
+    return {"endpoints": endpoints, "hosts": hosts}, events
+
+
 def _open_hosts(endpoints):
     return {entry.get("host") for entry in endpoints.values() if entry.get("open")}
 
 
-def heal(state, events, now, heal_window, port):
+def heal(state, events, now, heal_window, port, round_started=None):
     """(new state, the heal event or None) for one round, after diff: pure.
 
     A host is healed (closed again) when it reopened or was exposed in this round, and again when
@@ -172,6 +185,9 @@ def heal(state, events, now, heal_window, port):
     window is never left open. All hosts to heal in a round go into one event (one close run
     over all of them: ``meta.hosts`` is their list). A host that stays open after its heal (a
     rule outside UFW) is not healed again: only a new reopening asks for one.
+
+    round_started: when the round began; a host healed since then (an earlier part of the same
+    round: another of its endpoints answered first) is in that heal already - not deferred.
     """
     now_text = iso(now)
     hosts = {host: dict(value) for host, value in state.get("hosts", {}).items()}
@@ -187,6 +203,8 @@ def heal(state, events, now, heal_window, port):
             entry.pop("heal_due", None)
             continue
         last = _parse_iso(entry.get("healed_at"))
+        if last is not None and round_started is not None and last >= round_started and host in asked:
+            continue  # healed in an earlier part of this round
         if last is None or (now - last).total_seconds() >= heal_window:
             batch.append(host)
             entry["healed_at"] = now_text

@@ -102,7 +102,8 @@ options:
     description:
       - Seconds from the start of one round of probes to the start of the next.
       - A change is seen at most O(interval) plus one probe (at most 3 x O(timeout) for an open
-        TCP port) after it happened.
+        TCP port) after it happened. A reopening is sent as soon as its probe answers: it does
+        not wait for the round's silent endpoints, whose probes take O(timeout).
     type: float
     default: 5
   timeout:
@@ -261,26 +262,72 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     LOG.info("port_state: watching port %d on %d addresses of %d hosts every %gs (state in %s)",
              config.port, len(hosts_by_target), len({h for h, _a in pairs}), config.interval, config.state_file)
     loop = asyncio.get_running_loop()
-    saved_at = None
-    while True:
-        started = loop.time()
-        result = await rooms["_probe.network"].probe_all(request)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        state, events = changes.diff(state, changes.observations(result["probes"], hosts_by_target), now,
-                                     config.heal_window)
-        state, heal = changes.heal(state, events, now, config.heal_window, config.port)
+    saved = {"at": None}
+
+    async def announce(seen, now, round_started, whole_round):
+        """Diff seen (the whole round, or the endpoints that answered open so far), pick the
+        hosts to heal, save the state, then send the events."""
+        nonlocal state
+        if whole_round:
+            state, events = changes.diff(state, seen, now, config.heal_window, round_started)
+        else:
+            state, events = changes.diff_some(state, seen, now, config.heal_window, round_started)
+        state, heal = changes.heal(state, events, now, config.heal_window, config.port, round_started)
         if heal:
             events.append(heal)
         # Saved before the events go out: what the state file holds is what was announced, so a
         # restart neither repeats an event nor misses a change that happens while it is down.
-        if events or saved_at is None or started - saved_at >= STATE_REFRESH_SECONDS:
+        clock = loop.time()
+        refresh = whole_round and (saved["at"] is None or clock - saved["at"] >= STATE_REFRESH_SECONDS)
+        if events or refresh:
             await loop.run_in_executor(None, store.save_state, config.state_file, state, config.port)
-            saved_at = started
+            if whole_round:  # the whole state, last_seen included
+                saved["at"] = clock
         for event in events:
             LOG.info("port_state: %s", event["port_state"]["message"])
             await queue.put(event)
-        await asyncio.sleep(max(0.0, started + config.interval - loop.time()))
 
+    while True:
+        started = loop.time()
+        round_started = datetime.datetime.now(datetime.timezone.utc)
+        answered, wake = [], asyncio.Event()
+
+        def on_record(record):
+            # An open port answers at once, a silent one only after timeout: announce a
+            # reopening now, not when the round's silent endpoints have timed out. Only an
+            # endpoint not open in the state can be one; the rest wait for the round's diff.
+            if record.get("state") != "open" or record.get("address") is None:
+                return
+            for host in hosts_by_target.get(record["target"], ()):
+                entry = state["endpoints"].get(changes.endpoint_key(host, record["address"], record["protocol"],
+                                                                    record["port"]))
+                if not entry or not entry.get("open"):
+                    answered.append(record)
+                    wake.set()
+                    return
+
+        probing = asyncio.ensure_future(rooms["_probe.network"].probe_all(request, on_record=on_record))
+        try:
+            while True:
+                waiting = asyncio.ensure_future(wake.wait())
+                done, _pending = await asyncio.wait({probing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                if answered and probing not in done:
+                    records, answered[:] = list(answered), []
+                    wake.clear()
+                    await announce(changes.observations(records, hosts_by_target),
+                                   datetime.datetime.now(datetime.timezone.utc), round_started, False)
+                if probing in done:
+                    break
+        finally:
+            if not probing.done():
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
+        result = probing.result()
+        await announce(changes.observations(result["probes"], hosts_by_target),
+                       datetime.datetime.now(datetime.timezone.utc), round_started, True)
+        await asyncio.sleep(max(0.0, started + config.interval - loop.time()))
 
 if __name__ == "__main__":
     # Print the events of a watch given as JSON arguments: python port_state.py '{"targets": [...]}'
