@@ -191,3 +191,28 @@ def test_concurrency_is_bounded_and_the_run_is_not_serial(monkeypatch):
     started = time.monotonic()
     asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.3, retries=1, concurrency=256)))
     assert time.monotonic() - started < 1.5  # about one timeout, not 40 times that
+
+
+def test_tcp_connect_fails_as_sock_connect_does():
+    port = free_port()
+
+    async def scenario():
+        failures = []
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            sockaddr = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+            for connect in (network.tcp_connect, loop_sock_connect):
+                try:
+                    await connect(family, sockaddr)
+                except OSError as exc:
+                    failures.append((type(exc), exc.errno, exc.strerror))
+        return failures
+
+    async def loop_sock_connect(family, sockaddr):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+
+    failures = asyncio.run(scenario())
+    assert len(failures) == 4
+    assert failures[0] == failures[1] and failures[2] == failures[3]
+    assert failures[0] == (ConnectionRefusedError, errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', %d)" % port)
