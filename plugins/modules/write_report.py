@@ -245,7 +245,7 @@ new_exposed_hosts:
   description:
     - Exposed hosts of the run that no earlier write of the run named in an alert.
     - Exposed means status C(exposed), or a host whose run failed or was unreachable while its
-      port is known to be open (C(exposed=true) in its record): a failed close is alerted too.
+      port is known to be open (C(exposed=true) in its record), so a failed close is alerted too.
   returned: with O(hosts)
   type: list
   elements: str

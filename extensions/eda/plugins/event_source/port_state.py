@@ -197,6 +197,8 @@ EXAMPLES = r"""
 LOG = logging.getLogger("sipguard.firewall.port_state")
 # A state file is rewritten at every change, otherwise at most this often (last_seen).
 STATE_REFRESH_SECONDS = 60.0
+# After the first open answer of a round, the others answering within this long go with it.
+ANSWER_SETTLE_SECONDS = 0.2
 _ROOMS = ("_watch.arguments", "_watch.inventory", "_watch.changes", "_watch.state", "_probe.request", "_probe.network")
 
 
@@ -313,6 +315,9 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
                 done, _pending = await asyncio.wait({probing, waiting}, return_when=asyncio.FIRST_COMPLETED)
                 if not waiting.done():
                     waiting.cancel()
+                if answered and probing not in done:
+                    # The open answers of a round come in a burst: take them together (one heal).
+                    done, _pending = await asyncio.wait({probing}, timeout=ANSWER_SETTLE_SECONDS)
                 if answered and probing not in done:
                     records, answered[:] = list(answered), []
                     wake.clear()
