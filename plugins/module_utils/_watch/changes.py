@@ -87,9 +87,10 @@ def _message(kind, obs, previous_state, previous_sha):
 def diff(state, seen, now, heal_window, round_started=None):
     """(new state, events) for one round: seen compared with state, pure.
 
-    state is {"endpoints": {key: entry}, "hosts": {host: {"reopened_at": iso}}}; endpoints
-    not seen in this round are dropped (no longer watched), so the state stays as large as
-    the watch.
+    state is {"endpoints": {key: entry}, "hosts": {host: {"reopened_at": iso, "healed_at": iso,
+    "heal_due": iso}}}; endpoints not seen in this round are dropped (no longer watched), so the
+    state stays as large as the watch. round_started: when the round began; a reopening counts
+    as flapping only when the host's last one came before it (not in an earlier part of this round).
     """
     now_text = iso(now)
     old_endpoints = state.get("endpoints", {})
