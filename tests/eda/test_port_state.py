@@ -622,15 +622,15 @@ def test_a_reopening_is_sent_before_the_rounds_silent_endpoints_time_out(tmp_pat
     """One target answers, another is silent (a dropped SYN, emulated: nothing here touches a
     firewall) with a 3 s timeout: the exposed event and the heal come at once, not after 3 s, and
     the round's own diff does not send them again."""
-    network = port_state.collection_rooms()["_probe.network"]
-    real_connect = network.tcp_connect
+    tcp = importlib.import_module("ansible_collections.sipguard.firewall.plugins.module_utils._probe.tcp")
+    real_connect = tcp.tcp_connect
 
     async def silent_for_127_0_0_2(family, sockaddr):
         if sockaddr[0] == "127.0.0.2":
             await asyncio.sleep(3600)
         return await real_connect(family, sockaddr)
 
-    monkeypatch.setattr(network, "tcp_connect", silent_for_127_0_0_2)
+    monkeypatch.setattr(tcp, "tcp_connect", silent_for_127_0_0_2)
 
     async def scenario():
         port = free_port()

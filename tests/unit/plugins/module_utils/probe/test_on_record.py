@@ -5,14 +5,14 @@
 
 """probe_all's on_record: each record as soon as its probe ends, an open port before a silent one
 times out (what the port_state watch announces a reopening by). Loopback only; the silence of a
-dropped SYN is emulated by replacing network.tcp_connect."""
+dropped SYN is emulated by replacing tcp.tcp_connect."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import tcp
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
     request,
@@ -23,14 +23,14 @@ from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe
 
 
 def test_each_record_is_handed_over_when_its_probe_ends(monkeypatch):
-    real_connect = network.tcp_connect
+    real_connect = tcp.tcp_connect
 
     async def drop_ipv6(family, sockaddr):
         if ":" in sockaddr[0]:
             await asyncio.sleep(3600)  # a dropped SYN: no answer at all
         return await real_connect(family, sockaddr)
 
-    monkeypatch.setattr(network, "tcp_connect", drop_ipv6)
+    monkeypatch.setattr(tcp, "tcp_connect", drop_ipv6)
 
     async def scenario():
         port, servers = await start_on_both(silent)

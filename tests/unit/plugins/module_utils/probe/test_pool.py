@@ -12,7 +12,7 @@ import asyncio
 import socket
 import time
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network, resolver
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import resolver, tcp
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import free_port, request
 
@@ -37,7 +37,7 @@ def counting_sockets(monkeypatch):
             opened.discard(self)
             super().close()
 
-    monkeypatch.setattr(network.socket, "socket", Counting)
+    monkeypatch.setattr(tcp.socket, "socket", Counting)
     return peak, opened
 
 
@@ -68,7 +68,7 @@ def test_silent_probes_beyond_concurrency_wait_for_a_worker_and_the_run_is_bound
         finally:
             in_flight.remove(sockaddr)
 
-    monkeypatch.setattr(network, "tcp_connect", silence)
+    monkeypatch.setattr(tcp, "tcp_connect", silence)
     targets = ["127.0.5.%d" % n for n in range(1, 13)]
     started = time.monotonic()
     result = asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.2, retries=1,
@@ -126,7 +126,7 @@ def test_an_unexpected_failure_cancels_the_other_probes_and_is_raised(monkeypatc
         finally:
             running.remove(sockaddr)
 
-    monkeypatch.setattr(network, "tcp_connect", connect)
+    monkeypatch.setattr(tcp, "tcp_connect", connect)
     targets = ["127.0.7.%d" % n for n in range(1, 9)]
 
     async def scenario():

@@ -6,7 +6,7 @@
 """TCP probes against servers on loopback only; silence emulated by replacing the connect.
 
 Silence (TCP "filtered") cannot be produced on loopback without a firewall, and this machine's
-firewall is never touched, so it is emulated by replacing ``network.tcp_connect``.
+firewall is never touched, so it is emulated by replacing ``tcp.tcp_connect``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import errno
 import socket
 import time
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import tcp
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
     LOOPBACKS,
@@ -108,7 +108,7 @@ def test_tcp_silence_is_filtered_after_every_attempt_within_one_window(monkeypat
             cancelled.append(sockaddr[0])
             raise
 
-    monkeypatch.setattr(network, "tcp_connect", never_answers)
+    monkeypatch.setattr(tcp, "tcp_connect", never_answers)
     started = time.monotonic()
     result = asyncio.run(probe_all(request(protocols=["tcp"], timeout=1.0, retries=3)))
     elapsed = time.monotonic() - started
@@ -145,7 +145,7 @@ def test_a_later_attempt_answering_decides_and_the_others_are_cancelled(monkeypa
         leftovers.append(theirs)
         return ours
 
-    monkeypatch.setattr(network, "tcp_connect", first_is_lost)
+    monkeypatch.setattr(tcp, "tcp_connect", first_is_lost)
     started = time.monotonic()
     result = asyncio.run(probe_all(request(protocols=["tcp"], timeout=2.0, retries=1, tls=False, sip=False)))
     elapsed = time.monotonic() - started
@@ -164,7 +164,7 @@ def test_icmp_unreachable_is_final_and_filtered(monkeypatch):
     async def unreachable(family, sockaddr):
         raise OSError(errno.EHOSTUNREACH, "No route to host")
 
-    monkeypatch.setattr(network, "tcp_connect", unreachable)
+    monkeypatch.setattr(tcp, "tcp_connect", unreachable)
     result = asyncio.run(probe_all(request(protocols=["tcp"], retries=3)))
     for record in result["probes"]:
         assert (record["state"], record["attempts"]) == ("filtered", 1)
@@ -183,7 +183,7 @@ def test_concurrency_is_bounded_and_the_run_is_not_serial(monkeypatch):
         finally:
             in_flight.remove(sockaddr)
 
-    monkeypatch.setattr(network, "tcp_connect", slow_silence)
+    monkeypatch.setattr(tcp, "tcp_connect", slow_silence)
     targets = ["127.0.3.%d" % n for n in range(1, 41)]
     result = asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.1, concurrency=8)))
     assert max(peak) == 8
@@ -200,7 +200,7 @@ def test_tcp_connect_fails_as_sock_connect_does():
         failures = []
         for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
             sockaddr = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
-            for connect in (network.tcp_connect, loop_sock_connect):
+            for connect in (tcp.tcp_connect, loop_sock_connect):
                 try:
                     await connect(family, sockaddr)
                 except OSError as exc:

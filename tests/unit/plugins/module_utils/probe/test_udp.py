@@ -12,7 +12,7 @@ import re
 import socket
 import time
 
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import udp
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import LOOPBACKS, UdpSip, free_port, request, udp_on_both
 
@@ -133,7 +133,7 @@ def test_udp_a_datagram_the_socket_cannot_take_at_once_is_sent_when_it_is_writab
 
     async def scenario():
         port, endpoints = await udp_on_both(UdpSip)
-        monkeypatch.setattr(network.socket, "socket", Busy)
+        monkeypatch.setattr(udp.socket, "socket", Busy)
         try:
             return await probe_all(request(targets=["127.0.0.1"], port=port, protocols=["udp"])), endpoints
         finally:
