@@ -50,7 +50,12 @@ def _previous_statuses(previous):
     statuses = {}
     for record in previous.get("hosts") or []:
         if isinstance(record, Mapping) and record.get("host") is not None:
-            statuses[str(record["host"])] = record.get("status")
+            # A host whose run failed with its port known open (a close refused by a rule
+            # outside UFW) was exposed: closed now, it is closed again.
+            status = record.get("status")
+            if status in ("failed", "unreachable") and record.get("exposed") is True:
+                status = "exposed"
+            statuses[str(record["host"])] = status
     generated = previous.get("generated")
     return statuses, None if generated is None else str(generated)
 

@@ -182,14 +182,16 @@ def write_run(directory, run_id, records, mode, port, check_mode, generated, ren
     created = not os.path.isdir(directory)
     os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
     run_dir = os.path.join(directory, RUNS_DIR, run_id)
-    os.makedirs(run_dir, mode=DIR_MODE, exist_ok=True)
     part = dict(run_id=run_id, written=generated, mode=mode, port=port, check_mode=check_mode,
                 records=records, unmatched_probes=list(unmatched_probes), probe_summary=probe_summary)
     part_name = "%020d-%d-%s.json" % (time.time_ns(), os.getpid(), secrets.token_hex(3))
-    write_atomic(os.path.join(run_dir, part_name), to_json(part), mode=FILE_MODE)
 
     warnings = []
     with locked(directory):
+        # The part is written under the lock: another run writing here at the same time (the
+        # watch's heals side by side) prunes every run but its own and the previous one.
+        os.makedirs(run_dir, mode=DIR_MODE, exist_ok=True)
+        write_atomic(os.path.join(run_dir, part_name), to_json(part), mode=FILE_MODE)
         current, problem = read_report(files["json"])
         previous_kept = False
         if problem:

@@ -427,6 +427,23 @@ def test_a_part_of_a_round_leaves_the_other_endpoints_and_hosts_as_they_are():
     assert set(part["hosts"]) == {"pbx1", "pbx2"}
 
 
+def test_a_round_where_the_name_did_not_resolve_keeps_the_hosts_endpoints_and_its_heal_throttle():
+    state = watch_state.empty_state()
+    state, _events, heal = round_of(state, {"a": "filtered"}, 0)
+    state, _events, heal = round_of(state, {"a": "open"}, 5)
+    assert healed(heal) == ["a"]
+    # The name of a's target did not resolve at 10 s: no observation of it at all.
+    state, events = watch_changes.diff(state, {}, at(10), 60, at(10), unresolved={"192.0.2.1"})
+    state, heal = watch_changes.heal(state, events, at(10), 60, 5061, at(10))
+    assert events == [] and heal is None and state["hosts"]["a"]["healed_at"] == watch_changes.iso(at(5))
+    # Open again at 15 s (its heal failed): no "exposed" and no second heal.
+    state, events, heal = round_of(state, {"a": "open"}, 15)
+    assert events == [] and heal is None
+    # A target no longer watched (not unresolved) leaves the state.
+    state, _events = watch_changes.diff(state, {}, at(20), 60, at(20))
+    assert state == {"endpoints": {}, "hosts": {}}
+
+
 def test_the_heal_times_survive_a_restart(tmp_path):
     path = str(tmp_path / "state.json")
     state, _events, _heal = round_of(watch_state.empty_state(), {"a": "filtered"}, 0)

@@ -150,7 +150,8 @@ def parse_args(args, rulebook_inventory=None):
         raise PortStateArgumentError("port_state: inventory %r is not a path" % (inventory,))
     inventory = os.path.expanduser(inventory.strip()) if inventory and inventory.strip() else None
     if inventory is not None and not os.path.exists(inventory):
-        raise PortStateArgumentError("port_state: inventory %r does not exist" % (args.get("inventory"),))
+        raise PortStateArgumentError("port_state: inventory %r does not exist%s" % (
+            args.get("inventory") or inventory, "" if args.get("inventory") else " (ansible-rulebook's -i)"))
     group = args.get("group") or "all"
     if not isinstance(group, str) or not group.strip() or any(c in group for c in " ,:[]"):
         raise PortStateArgumentError("port_state: group %r is not an inventory group name" % (group,))

@@ -84,13 +84,15 @@ def _message(kind, obs, previous_state, previous_sha):
     return text + ("; " + ", ".join(answered) if answered else "")
 
 
-def diff(state, seen, now, heal_window, round_started=None):
+def diff(state, seen, now, heal_window, round_started=None, unresolved=()):
     """(new state, events) for one round: seen compared with state, pure.
 
     state is {"endpoints": {key: entry}, "hosts": {host: {"reopened_at": iso, "healed_at": iso,
     "heal_due": iso}}}; endpoints not seen in this round are dropped (no longer watched), so the
     state stays as large as the watch. round_started: when the round began; a reopening counts
     as flapping only when the host's last one came before it (not in an earlier part of this round).
+    unresolved: targets whose name did not resolve this round; their endpoints and hosts are kept
+    as they were (an error says nothing about the firewall, and must not reset a heal's throttle).
     """
     now_text = iso(now)
     old_endpoints = state.get("endpoints", {})
@@ -123,7 +125,7 @@ def diff(state, seen, now, heal_window, round_started=None):
                 entry["tls_sha256"] = obs["tls_sha256"] or entry.get("tls_sha256")
                 entry["tls_subject"] = obs["tls_subject"] or entry.get("tls_subject")
                 entry["sip_server"] = obs["sip_server"] or entry.get("sip_server")
-        entry.update(host=obs["host"], last_seen=now_text, error=obs["error"])
+        entry.update(host=obs["host"], target=obs["target"], last_seen=now_text, error=obs["error"])
         endpoints[key] = entry
         if kind is None:
             continue
@@ -150,7 +152,11 @@ def diff(state, seen, now, heal_window, round_started=None):
             "message": _message(kind, obs, previous_state, previous_sha),
         }
         events.append({"port_state": event, "meta": {"hosts": host}})
-    watched_hosts = {obs["host"] for obs in seen.values()}
+    unresolved = set(unresolved)
+    for key, old in old_endpoints.items():
+        if key not in endpoints and old.get("target") in unresolved:
+            endpoints[key] = old
+    watched_hosts = {obs["host"] for obs in seen.values()} | {entry.get("host") for entry in endpoints.values()}
     hosts = {host: dict(value) for host, value in old_hosts.items() if host in watched_hosts}
     for host in reopened_hosts:
         hosts.setdefault(host, {})["reopened_at"] = now_text

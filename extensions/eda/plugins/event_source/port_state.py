@@ -10,7 +10,7 @@ UDP datagrams) every ``interval`` seconds and compares each endpoint (host, addr
 with what it was: an event only when it reopened, was newly closed, was exposed when first seen,
 or answers with another certificate. The state survives restarts in ``state_file`` (written
 atomically), so a port that was closed before a restart and is open after it is "reopened".
-After the changes of a round comes one ``heal`` event naming every host to close again now.
+After the changes it announces together comes one ``heal`` event naming every host to close again now.
 
 This file is the documentation and the loop; the parts are rooms of the collection's
 ``plugins/module_utils``: ``_watch.arguments`` (the checks), ``_watch.inventory`` (the hosts),
@@ -48,7 +48,7 @@ description:
     stop the source at start with a message naming the argument and its value.
   - The event's C(meta.hosts) is the inventory host, so a rulebook's C(run_playbook) or
     C(run_job_template) acts on that host only.
-  - After the changes of a round, one C(heal) event (C(port_state.kind=heal)) names every host to
+  - After the changes it announces together, one C(heal) event (C(port_state.kind=heal)) names every host to
     close again now in C(port_state.hosts) and C(meta.hosts) (a list), so that one close run
     heals all hosts that reopened together. A host is in it when it reopened or was exposed in
     this round, at most once within O(heal_window) seconds; a host that reopened again within
@@ -157,8 +157,11 @@ notes:
     sources, the port is open to the watcher and the host stays exposed in its eyes.
   - A silent UDP port is C(open|filtered) and cannot be told from a closed one from the network;
     only an answering UDP port is seen as open.
-  - ansible-rulebook does not hand its C(-i) inventory to sources; give it again as O(inventory)
-    (the C(sipguard.firewall.keep_closed) rulebook does that from C(sips_watch_inventory)).
+  - ansible-rulebook does not hand its C(-i) inventory to sources; this source reads it from
+    ansible-rulebook's own command line when neither O(inventory) nor O(targets) is given (under
+    an EDA controller, which sends the inventory over its websocket, give O(targets) instead).
+  - The open answers of a round that come within 0.2 s of the first go into one C(heal) event;
+    answers later in the round (many targets, a slow handshake) make another one.
 """
 
 EXAMPLES = r"""
@@ -266,12 +269,12 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     saved = {"at": None}
 
-    async def announce(seen, now, round_started, whole_round):
+    async def announce(seen, now, round_started, whole_round, unresolved=()):
         """Diff seen (the whole round, or the endpoints that answered open so far), pick the
         hosts to heal, save the state, then send the events."""
         nonlocal state
         if whole_round:
-            state, events = changes.diff(state, seen, now, config.heal_window, round_started)
+            state, events = changes.diff(state, seen, now, config.heal_window, round_started, unresolved)
         else:
             state, events = changes.diff_some(state, seen, now, config.heal_window, round_started)
         state, heal = changes.heal(state, events, now, config.heal_window, config.port, round_started)
@@ -309,6 +312,7 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
                     return
 
         probing = asyncio.ensure_future(rooms["_probe.network"].probe_all(request, on_record=on_record))
+        waiting = None
         try:
             while True:
                 waiting = asyncio.ensure_future(wake.wait())
@@ -326,12 +330,15 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
                 if probing in done:
                     break
         finally:
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
             if not probing.done():
                 probing.cancel()
                 await asyncio.gather(probing, return_exceptions=True)
         result = probing.result()
+        unresolved = {record["target"] for record in result["probes"] if record.get("address") is None}
         await announce(changes.observations(result["probes"], hosts_by_target),
-                       datetime.datetime.now(datetime.timezone.utc), round_started, True)
+                       datetime.datetime.now(datetime.timezone.utc), round_started, True, unresolved)
         await asyncio.sleep(max(0.0, started + config.interval - loop.time()))
 
 if __name__ == "__main__":

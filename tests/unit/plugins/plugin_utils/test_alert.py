@@ -113,6 +113,17 @@ def test_a_close_that_failed_with_the_port_open_is_alerted_with_its_reason(tmp_p
     assert "pbx-input" in slack and "ahead of ufw" in slack and "pbx-input" in teams and "ahead of ufw" in teams
 
 
+def test_a_host_whose_close_failed_and_is_closed_now_is_closed_again(tmp_path):
+    """The watch's audit after a failed heal, in the same directory: the resolved notice is due."""
+    failed_close_report(tmp_path)
+    records, _unmatched = _report.host_records({"pbx-input": {"address": "192.0.2.7", "result": audit(False)}},
+                                               mode="audit")
+    report, details = _report_store.write_run(str(tmp_path), "audit-1", records, "audit", 5061, False, GENERATED,
+                                              lambda report: "", alert=True)
+    assert report["hosts"][0]["trend"] == "newly_closed"
+    assert details["new_resolved_hosts"] == ["pbx-input"]
+
+
 def test_a_failed_host_without_reasons_is_alerted_with_the_error_and_an_unknown_state_is_not():
     failed = {"address": "192.0.2.9", "failed": True, "msg": "ufw: command not found",
               "result": {"failed": True, "msg": "ufw: command not found", "exposed": True}}

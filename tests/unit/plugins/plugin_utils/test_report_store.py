@@ -112,3 +112,19 @@ def test_concurrent_slices_lose_no_host(tmp_path):
     assert report["run"]["parts"] == 8
     assert len(os.listdir(tmp_path / "runs" / "awx-42-audit")) == 8
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".sips-report.json.")]  # no temporaries
+
+
+def _run(args):
+    directory, index = args
+    names = ["run%d-host%d" % (index, number) for number in range(3)]
+    report, _details = write(directory, "heal-%d" % index, names, exposed=names[:1])
+    return sorted(record["host"] for record in report["hosts"])
+
+
+def test_different_runs_side_by_side_in_one_directory_each_get_their_whole_report(tmp_path):
+    """The watch's heals write into one directory at the same time, each its own run: no run's
+    part is pruned by another's write before it is merged."""
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        reports = pool.map(_run, [(str(tmp_path), index) for index in range(12)])
+    assert reports == [["run%d-host%d" % (index, number) for number in range(3)] for index in range(12)]
+    assert len(os.listdir(tmp_path / "runs")) <= 2  # the last run and the previous one
