@@ -184,9 +184,12 @@ def test_reopened_three_ways_two_healed_the_third_alerted_with_its_reason(fleet,
     addresses = fleet["addresses"]
     reopened_at = {}
 
+    reopen_done = {}
+
     def reopen(name):  # the time before the command: the figures below are upper bounds
         reopened_at[name] = time.time()
         run(["podman", "exec", name, "sh", "-c", REOPEN[name] + " > /dev/null"])
+        reopen_done[name] = time.time()  # `ufw disable` alone takes seconds on a loaded machine
 
     # All three at once, as a change pushed to a fleet does: the watch heals them with one run.
     threads = [threading.Thread(target=reopen, args=(name,)) for name in NAMES]
@@ -251,5 +254,5 @@ def test_reopened_three_ways_two_healed_the_third_alerted_with_its_reason(fleet,
         figures[name]["closed_again_s"] = round(at - reopened_at[name], 1)
     print("\nkeep_closed figures (interval %d s, %d heal run(s) %s): %s" % (
         INTERVAL, len(heals), heals, json.dumps(figures, sort_keys=True)))
-    for name in NAMES:
-        assert figures[name]["event_s"] <= INTERVAL + 4, figures
+    for name in NAMES:  # seen within a round (and its probe window) of the port opening
+        assert seen[name] - reopen_done[name] <= INTERVAL + 4, (name, figures)
