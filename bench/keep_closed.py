@@ -37,22 +37,13 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "faults"))
+sys.path[:0] = [os.path.join(ROOT, "tests", "faults"), os.path.join(ROOT, "tests", "eda")]
 from fleet_harness import ENV, PLAYBOOK, closed_again_times, remove_targets, run, start_targets  # noqa: E402
+from rulebook_harness import heal_hosts, log_time, rulebook_env, start_rulebook, stop_rulebook  # noqa: E402
 
 SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source", "port_state.py")
 SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable "
          "&& (setsid python3 /listener.py 5061 > /dev/null 2>&1 &)")
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
-RULEBOOK_ENV = dict(ENV, JAVA_HOME=JAVA_HOME, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + ENV["PATH"],
-                    PYTHONPATH=os.path.join(ROOT, "build"))
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
-
-
-def log_time(line):
-    match = LOG_TIME.match(line)
-    return (time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000.0
-            if match else None)
 
 
 def latency(hosts, interval, reopen):
@@ -75,15 +66,8 @@ def latency(hosts, interval, reopen):
                        "sips_watch_state_file": os.path.join(work, "state.json"),
                        "sips_watch_report_dir": os.path.join(work, "report")}, out)
         log = os.path.join(work, "rulebook.log")
-        with open(log, "w") as out:
-            process = subprocess.Popen(["ansible-rulebook", "-r", "sipguard.firewall.keep_closed", "-i", inventory,
-                                        "--vars", variables, "-v"], cwd=work, env=RULEBOOK_ENV, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while "port_state: watching" not in open(log).read():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit("ansible-rulebook did not start:\n" + open(log).read()[-3000:])
-            time.sleep(0.5)
+        process = start_rulebook(["-r", "sipguard.firewall.keep_closed", "-i", inventory, "--vars", variables, "-v"],
+                                 work, rulebook_env(ENV), log)
         time.sleep(interval + 1)
         reopened = {}
         names = names[:reopen]
@@ -108,11 +92,11 @@ def latency(hosts, interval, reopen):
         for name in names:
             rows.append((name, seen.get(name) and seen[name] - reopened[name],
                          closed.get(name) and closed[name] - reopened[name]))
-        heal_events = [line.split("port_state: ", 1)[1] for line in text.splitlines()
-                       if "port_state: closing 5061 again" in line]
+        heal_events = heal_hosts(text)
         print("latency: %d of %d hosts reopened at once, interval %g s, one close playbook run on all of them before: %.1f s,"
               " load %s" % (len(names), hosts, interval, one_close, open("/proc/loadavg").read().split()[0]))
-        print("heal events (one close run each): %d: %s" % (len(heal_events), "; ".join(heal_events)))
+        print("heal events (one close run each): %d: %s" % (len(heal_events), "; ".join(
+            ", ".join(hosts) for hosts in heal_events)))
         print("%-14s %18s %22s" % ("host", "reopen -> event s", "reopen -> closed s"))
         for name, event, healed in rows:
             print("%-14s %18s %22s" % (name, "%.1f" % event if event else "-", "%.1f" % healed if healed else "NOT"))
@@ -122,12 +106,7 @@ def latency(hosts, interval, reopen):
             print("event: median %.1f s, max %.1f s; closed again: median %.1f s, max %.1f s (target <= %g s + one close)"
                   % (statistics.median(events), max(events), statistics.median(heals), max(heals), interval))
     finally:
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_rulebook(process)
         remove_targets(["sge-bench-%d" % number for number in range(1, hosts + 1)])
 
 

@@ -32,17 +32,18 @@ import http.server
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib
+from rulebook_harness import (ROOT, heal_hosts, rulebook_env, serving,  # noqa: E402
+                              start_rulebook, stop_rulebook, wait_for)
+
 INTERVAL = 1
 TOKEN = "sipguard-test-token"
 ORGANIZATION = "Default"
@@ -51,7 +52,6 @@ AUDIT_TEMPLATE = "sipguard watch audit"
 TEMPLATES = {1: CLOSE_TEMPLATE, 2: AUDIT_TEMPLATE}
 # Not in sorted order: the heal event sorts its hosts, the limit must keep the event's order.
 HOSTS = ("pbx-c", "pbx-a", "pbx-b")
-START_TIMEOUT = 90  # seconds for ansible-rulebook (and its JVM) to start watching
 EVENT_TIMEOUT = 20  # seconds for what one round or two must show
 
 
@@ -158,37 +158,15 @@ class Listener:
         self.sock.close()
 
 
-def wait_for(predicate, timeout, step=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 def launches_of(name):
     return [launch for launch in Controller.launches if launch["template"] == name]
-
-
-def heal_hosts(text):
-    """The hosts of every heal event in ansible-rulebook's log, in the event's order."""
-    return [re.split(r" hosts?: ", line, 1)[1].split("; ")[0].split(", ")
-            for line in text.splitlines() if "port_state: closing " in line]
 
 
 @pytest.fixture(scope="module")
 def controller():
     Controller.requests, Controller.launches, Controller.unexpected = [], [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Controller)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Controller) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -217,31 +195,18 @@ def rulebook(controller, listener, tmp_path_factory):
         "sips_probe_timeout": 0.5,
         "sips_watch_state_file": str(work / "state.json"),
     }))
-    env = dict(os.environ, JAVA_HOME=JAVA_HOME, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"),
-               PYTHONPATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
-               EDA_JOB_TEMPLATE_REFRESH_DELAY="1")
+    env = rulebook_env(dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
+                            ANSIBLE_FORCE_COLOR="0", EDA_JOB_TEMPLATE_REFRESH_DELAY="1"))
     for name in ("CONTROLLER_URL", "CONTROLLER_TOKEN", "EDA_CONTROLLER_URL", "EDA_CONTROLLER_TOKEN"):
         env.pop(name, None)  # only the command line's controller
     log = work / "rulebook.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            ["ansible-rulebook", "-r", "sipguard.firewall.keep_closed_controller", "-i", str(inventory),
-             "--vars", str(variables), "--controller-url", controller, "--controller-token", TOKEN, "-v"],
-            cwd=str(work), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_rulebook(["-r", "sipguard.firewall.keep_closed_controller", "-i", str(inventory),
+                              "--vars", str(variables), "--controller-url", controller, "--controller-token", TOKEN,
+                              "-v"], work, env, log)
     try:
-        started = wait_for(lambda: "port_state: watching" in log.read_text() or process.poll() is not None,
-                           START_TIMEOUT)
-        assert started and process.poll() is None, "ansible-rulebook did not start:\n" + log.read_text()[-3000:]
         yield {"log": log, "process": process}
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_rulebook(process)
 
 
 def test_exposed_hosts_are_closed_by_one_close_job_limited_to_all_of_them(rulebook, listener):

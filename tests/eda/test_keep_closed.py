@@ -30,18 +30,18 @@ import http.server
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
-FAULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "faults")
-sys.path.insert(0, FAULTS)  # --import-mode=importlib: the shared harness is not on the path
-from fleet_harness import (ENV, PLAYBOOK, ROOT, closed_again_times, probe, remove_targets, run,  # noqa: E402
-                           start_targets)
+HERE = os.path.dirname(os.path.abspath(__file__))
+# --import-mode=importlib: the shared harnesses are not on the path
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "faults")]
+from fleet_harness import ENV, PLAYBOOK, closed_again_times, probe, remove_targets, run, start_targets  # noqa: E402
+from rulebook_harness import (heal_hosts, log_time, rulebook_env, serving, start_rulebook,  # noqa: E402
+                              stop_rulebook, wait_for)
 
 NAMES = ("sge-allow", "sge-disable", "sge-input")
 REOPEN = {
@@ -53,10 +53,6 @@ SETUP = ("ufw default deny incoming && ufw allow 22/tcp && ufw --force enable "
          "&& (setsid python3 /listener.py 5060 5061 > /dev/null 2>&1 &)")
 INTERVAL = 2
 HEAL_DEADLINE = 120  # seconds from the reopen until both healable hosts must be closed again
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
-RULEBOOK_ENV = dict(ENV, JAVA_HOME=JAVA_HOME, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + ENV["PATH"],
-                    PYTHONPATH=os.path.join(ROOT, "build"))
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -81,14 +77,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def receiver():
     Receiver.bodies = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d/hook" % server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Receiver) as url:
+        yield url + "/hook"
 
 
 @pytest.fixture(scope="module")
@@ -106,23 +96,6 @@ def fleet(tmp_path_factory):
         yield {"inventory": inventory, "addresses": addresses}
     finally:
         remove_targets(NAMES)
-
-
-def log_time(line):
-    match = LOG_TIME.match(line)
-    if not match:
-        return None
-    return time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000.0
-
-
-def wait_for(predicate, timeout, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def alerts_for(host, firing):
@@ -151,24 +124,13 @@ def rulebook(fleet, receiver, tmp_path_factory):
         "sips_alert_format": "alertmanager",
     }))
     log = work / "rulebook.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            ["ansible-rulebook", "-r", "sipguard.firewall.keep_closed", "-i", str(fleet["inventory"]),
-             "--vars", str(variables), "-v"],
-            cwd=str(work), env=RULEBOOK_ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_rulebook(["-r", "sipguard.firewall.keep_closed", "-i", str(fleet["inventory"]),
+                              "--vars", str(variables), "-v"], work, rulebook_env(ENV), log)
     try:
-        started = wait_for(lambda: "port_state: watching" in log.read_text() or process.poll() is not None, 90)
-        assert started and process.poll() is None, "ansible-rulebook did not start:\n" + log.read_text()[-3000:]
         time.sleep(2 * INTERVAL + 1)  # two rounds over closed hosts
         yield {"log": log, "process": process, "state": work / "state.json"}
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_rulebook(process)
 
 
 def test_closed_hosts_send_no_event(rulebook):
@@ -233,8 +195,7 @@ def test_reopened_three_ways_two_healed_the_third_alerted_with_its_reason(fleet,
     assert len(re.findall(r"5061/tcp reopened on sge-input", text)) == 1, text[-6000:]
     # One heal event per round with reopened hosts, each host in exactly one, one close run per
     # heal event and no audit: the close's own alert said everything.
-    heals = [re.split(r" hosts?: ", line, 1)[1].split("; ")[0].split(", ")
-             for line in text.splitlines() if "port_state: closing 5061 again on " in line]
+    heals = heal_hosts(text)
     assert sorted(host for hosts in heals for host in hosts) == sorted(NAMES), heals
     # (ansible-rulebook logs a failed run's output a second time, in its ERROR line)
     close_runs = text.count("PLAY [Close SIP over TLS]") - text.count("ansible_rulebook.action.run_playbook - ERROR")

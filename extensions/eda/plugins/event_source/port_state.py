@@ -267,12 +267,12 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
     LOG.info("port_state: watching port %d on %d addresses of %d hosts every %gs (state in %s)",
              config.port, len(hosts_by_target), len({h for h, _a in pairs}), config.interval, config.state_file)
     loop = asyncio.get_running_loop()
-    saved = {"at": None}
+    saved_at = None  # when the whole state was last written
 
     async def announce(seen, now, round_started, whole_round, unresolved=()):
         """Diff seen (the whole round, or the endpoints that answered open so far), pick the
         hosts to heal, save the state, then send the events."""
-        nonlocal state
+        nonlocal state, saved_at
         if whole_round:
             state, events = changes.diff(state, seen, now, config.heal_window, round_started, unresolved)
         else:
@@ -283,11 +283,11 @@ async def main(queue: asyncio.Queue, args: Dict[str, Any]) -> None:
         # Saved before the events go out: what the state file holds is what was announced, so a
         # restart neither repeats an event nor misses a change that happens while it is down.
         clock = loop.time()
-        refresh = whole_round and (saved["at"] is None or clock - saved["at"] >= STATE_REFRESH_SECONDS)
+        refresh = whole_round and (saved_at is None or clock - saved_at >= STATE_REFRESH_SECONDS)
         if events or refresh:
             await loop.run_in_executor(None, store.save_state, config.state_file, state, config.port)
             if whole_round:  # the whole state, last_seen included
-                saved["at"] = clock
+                saved_at = clock
         for event in events:
             LOG.info("port_state: %s", event["port_state"]["message"])
             await queue.put(event)

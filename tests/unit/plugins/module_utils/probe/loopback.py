@@ -141,6 +141,25 @@ async def udp_on_both(factory):
     raise RuntimeError("could not bind both loopbacks")
 
 
+class DroppedConnects:
+    """A replacement for tcp.tcp_connect that never answers (a dropped SYN, emulated: nothing
+    here touches a firewall), keeping the connects in flight and how many were at each start;
+    a connect to an address in fail_for raises RuntimeError instead (a bug in the probe)."""
+
+    def __init__(self, fail_for=()):
+        self.in_flight, self.peak, self.fail_for = [], [], set(fail_for)
+
+    async def __call__(self, family, sockaddr):
+        if sockaddr[0] in self.fail_for:
+            raise RuntimeError("a bug")
+        self.in_flight.append(sockaddr)
+        self.peak.append(len(self.in_flight))
+        try:
+            await asyncio.sleep(30)
+        finally:
+            self.in_flight.remove(sockaddr)
+
+
 def request(**kwargs):
     params = dict(targets=list(LOOPBACKS), timeout=1.0, retries=0)
     params.update(kwargs)

@@ -14,7 +14,11 @@ import time
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe import resolver, tcp
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
-from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import free_port, request
+from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
+    DroppedConnects,
+    free_port,
+    request,
+)
 
 INET = (socket.AF_INET, socket.AF_INET6)
 
@@ -57,17 +61,8 @@ def test_many_closed_loopback_targets_stay_within_concurrency_sockets_in_order(m
 
 
 def test_silent_probes_beyond_concurrency_wait_for_a_worker_and_the_run_is_bounded(monkeypatch):
-    in_flight = []
-    peak = []
-
-    async def silence(family, sockaddr):
-        in_flight.append(sockaddr)
-        peak.append(len(in_flight))
-        try:
-            await asyncio.sleep(30)
-        finally:
-            in_flight.remove(sockaddr)
-
+    silence = DroppedConnects()
+    in_flight, peak = silence.in_flight, silence.peak
     monkeypatch.setattr(tcp, "tcp_connect", silence)
     targets = ["127.0.5.%d" % n for n in range(1, 13)]
     started = time.monotonic()
@@ -115,17 +110,8 @@ def test_host_names_resolved_late_keep_their_place_and_get_probed(monkeypatch):
 
 
 def test_an_unexpected_failure_cancels_the_other_probes_and_is_raised(monkeypatch):
-    running = []
-
-    async def connect(family, sockaddr):
-        if sockaddr[0] == "127.0.7.3":
-            raise RuntimeError("a bug")
-        running.append(sockaddr)
-        try:
-            await asyncio.sleep(30)
-        finally:
-            running.remove(sockaddr)
-
+    connect = DroppedConnects(fail_for=["127.0.7.3"])
+    running = connect.in_flight
     monkeypatch.setattr(tcp, "tcp_connect", connect)
     targets = ["127.0.7.%d" % n for n in range(1, 9)]
 

@@ -20,6 +20,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe import tc
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import probe_all
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
     LOOPBACKS,
+    DroppedConnects,
     free_port,
     request,
     silent,
@@ -172,17 +173,8 @@ def test_icmp_unreachable_is_final_and_filtered(monkeypatch):
 
 
 def test_concurrency_is_bounded_and_the_run_is_not_serial(monkeypatch):
-    in_flight = []
-    peak = []
-
-    async def slow_silence(family, sockaddr):
-        in_flight.append(sockaddr)
-        peak.append(len(in_flight))
-        try:
-            await asyncio.sleep(30)
-        finally:
-            in_flight.remove(sockaddr)
-
+    slow_silence = DroppedConnects()
+    peak = slow_silence.peak
     monkeypatch.setattr(tcp, "tcp_connect", slow_silence)
     targets = ["127.0.3.%d" % n for n in range(1, 41)]
     result = asyncio.run(probe_all(request(targets=targets, protocols=["tcp"], timeout=0.1, concurrency=8)))
