@@ -32,11 +32,25 @@ description:
   - Host names are resolved (in the host's resolver, bounded by O(timeout) x (O(retries)+1))
     and every address of the requested O(families) is probed.
   - Bounded - every wait has O(timeout), the O(retries)+1 attempts of a probe are sent within
-    one O(timeout) window (evenly spaced, not one after another), and at most O(concurrency)
+    one silence window (evenly spaced, not one after another), and at most O(concurrency)
     probes are in flight. A probe knows its state after at most O(timeout) whatever
     O(retries) is; an open TCP port takes at most 2 x O(timeout) more (the handshake and the
     SIP answer). With no more probes than O(concurrency) that is the time of the whole run;
     beyond, the probes queue for a free slot.
+  - "B(The silence window adapts to the round trip) (O(adapt_timeout), as nmap's timing does).
+    Until something of an address has answered, a probe listens for O(timeout) before it calls
+    silence V(filtered) (TCP) or V(open|filtered) (UDP). Once the round trip to the address is
+    measured - a connect or a reset on one of O(rtt_ports) (the role passes the port it manages
+    the host over), the probed port's own SYN-ACK or reset, an ICMP port unreachable - the
+    window is derived from it with nmap's estimator (first sample r - srtt = r, rttvar = max(r,
+    5 ms); then srtt += (r - srtt) / 8, rttvar += (|r - srtt| - rttvar) / 4; rto = srtt + 4 x
+    rttvar) - TCP (O(retries)+1) x rto, UDP the same plus 0.5 s (RFC 3261's T1: a SIP server
+    answers the datagram itself, a kernel answers a SYN) - never below 0.1 s (nmap's minimum
+    round-trip timeout) and never above O(timeout). A round trip learned while a probe waits
+    shortens its window at once. An open port answers within one round trip, so a short
+    window calls no open port filtered; on a lossy path, raise O(retries) (each attempt is one
+    more chance for the SYN and its answer to get through). A host that answers on none of
+    its ports keeps the full O(timeout)."
   - Read-only; never reports C(changed).
 author:
   - sipguard maintainers (@sipguard)
@@ -68,15 +82,16 @@ options:
     default: [ipv4, ipv6]
   timeout:
     description:
-      - Seconds a probe waits for the port to answer its connect attempts or datagrams (the
-        window all O(retries)+1 attempts are sent in), and then for each later step (TLS
-        handshake, SIP answer). Greater than 0.
+      - The most seconds a probe waits for the port to answer its connect attempts or
+        datagrams (the window all O(retries)+1 attempts are sent in; shorter once the round
+        trip is known, see O(adapt_timeout)), and then for each later step (TLS handshake, SIP
+        answer). Greater than 0.
     type: float
     default: 2
   retries:
     description:
-      - How many more attempts to send while nothing has answered, within the O(timeout)
-        window - attempt k starts at k x O(timeout) / (O(retries)+1), so a lost SYN or datagram
+      - How many more attempts to send while nothing has answered, within the silence
+        window - attempt k starts at k x window / (O(retries)+1), so a lost SYN or datagram
         does not decide the state and silence does not take longer. An answer to any attempt
         counts; a reset or an ICMP answer is final. A UDP retry resends the same request, as
         a SIP retransmission would.
@@ -104,6 +119,23 @@ options:
       - The name to send in the TLS Server Name Indication.
       - By default the target's name when the target is a host name, and none for addresses.
     type: str
+  rtt_ports:
+    description:
+      - TCP ports of every target that answer - open or closed, either is a round trip - such
+        as the SSH port the play manages the hosts over. For each probed address the probe
+        connects once to each of them, beside its own first attempt, only to time the answer
+        (the connection is closed at once; nothing is sent on it).
+      - Empty - the probe learns the round trip only from the probed port's own answers.
+      - Each 1-65535.
+    type: list
+    elements: int
+    default: []
+  adapt_timeout:
+    description:
+      - Whether the silence window adapts to the round trip measured to the address (see the
+        description). V(false) - silence is concluded after O(timeout), always.
+    type: bool
+    default: true
 notes:
   - Probes only from the host the task runs on. What a scanner on the Internet sees can differ
     (NAT, provider filters, a firewall in between); run it from a vantage point that matters.
@@ -303,6 +335,18 @@ probes:
         rtt_ms:
           description: Milliseconds from sending the request to the answer.
           type: float
+    source:
+      description:
+        - The local address the probe sent from (the address the target sees, unless a NAT is
+          in between); null when there is no route to the address.
+      type: str
+      sample: 192.0.2.1
+    window_ms:
+      description:
+        - On silence (V(filtered), V(open|filtered)), the milliseconds after which silence was
+          concluded - O(timeout), or shorter once the round trip was known; null when something answered.
+      type: float
+      sample: 100.0
     error:
       description: What went wrong or stayed silent, "; "-separated (TLS and SIP failures included); null when nothing did.
       type: str

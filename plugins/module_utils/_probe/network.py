@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
+import socket
+import time
 from typing import List
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.records import (
@@ -47,7 +50,8 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.resolver 
     literal_addresses,
     resolve,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.tcp import probe_tcp
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe import tcp
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import Path
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.udp import probe_udp
 
 
@@ -84,13 +88,50 @@ def _plan(target, addresses, problem, request, warnings):
     return records, jobs
 
 
+def source_address(family, sockaddr):
+    """The local address the kernel's routes pick toward sockaddr (a UDP socket connected, no
+    packet sent), or None when there is no route."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
+def with_port(sockaddr, port):
+    return (sockaddr[0], port) + tuple(sockaddr[2:])
+
+
+async def learn_round_trip(path, family, sockaddr, request):
+    """One connect to a port of the address only to time its answer - connected or reset, both
+    are a round trip - closed at once; silence or any other error teaches nothing. Bounded by
+    timeout."""
+    started = time.monotonic()
+    try:
+        sock = await asyncio.wait_for(tcp.tcp_connect(family, sockaddr), request.timeout)
+    except asyncio.TimeoutError:
+        return
+    except OSError as exc:
+        if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+            path.sample(time.monotonic() - started)
+        return
+    path.sample(time.monotonic() - started)
+    sock.close()
+
+
 class _Pool:
     """Probes jobs with at most ``concurrency`` workers, each one probe (one socket) at a time.
 
     A worker takes the next job from one shared deque until it is empty, then ends; jobs added
     later (a host name resolved) get new workers while fewer than ``concurrency`` run. No task
     per probe and no semaphore to wake: a sweep of thousands of probes costs a few hundred
-    coroutines."""
+    coroutines.
+
+    One ``timing.Path`` per address, shared by its TCP and UDP probes: when the first probe
+    of an address starts, its source address is looked up and a connect to each of the
+    ``rtt_ports`` starts beside it to learn the round trip (``learners``, cancelled when the
+    probes are done)."""
 
     def __init__(self, request, on_record=None):
         self.request = request
@@ -98,6 +139,8 @@ class _Pool:
         self.jobs = collections.deque()
         self.workers = []
         self.running = 0
+        self.paths = {}
+        self.learners = []
 
     def add(self, jobs):
         self.jobs.extend(jobs)
@@ -105,19 +148,37 @@ class _Pool:
             self.running += 1
             self.workers.append(asyncio.ensure_future(self._work()))
 
+    def path(self, record, family, sockaddr):
+        path = self.paths.get(record["address"])
+        if path is None:
+            path = self.paths[record["address"]] = Path()
+            path.source = source_address(family, sockaddr)
+            for port in self.request.rtt_ports:
+                self.learners.append(asyncio.ensure_future(
+                    learn_round_trip(path, family, with_port(sockaddr, port), self.request)))
+        return path
+
     async def _work(self):
         try:
             jobs, request = self.jobs, self.request
             while jobs:
                 record, family, sockaddr = jobs.popleft()
+                path = self.path(record, family, sockaddr)
+                record["source"] = path.source
                 if record["protocol"] == "tcp":
-                    await probe_tcp(record, family, sockaddr, request)
+                    await tcp.probe_tcp(record, family, sockaddr, request, path)
                 else:
-                    await probe_udp(record, family, sockaddr, request)
+                    await probe_udp(record, family, sockaddr, request, path)
                 if self.on_record is not None:
                     self.on_record(record)
         finally:
             self.running -= 1
+
+    async def stop_learning(self):
+        unfinished = [task for task in self.learners if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*self.learners, return_exceptions=True)
 
 
 async def _look_up(index, target, request, resolver_slots, per_target, warnings, pool):
@@ -173,6 +234,8 @@ async def probe_all(request, on_record=None):
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
         raise
+    finally:
+        await pool.stop_learning()
     records = [record for records in per_target for record in records]
     counts, summary = summarize(records, request.port)
     return {"probes": records, "counts": counts, "summary": summary, "warnings": warnings}

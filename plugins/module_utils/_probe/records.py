@@ -30,6 +30,7 @@ def new_record(target, address, family, protocol, port):
     return {
         "target": target, "address": address, "family": family, "protocol": protocol, "port": port,
         "state": None, "rtt_ms": None, "attempts": 0, "tls": None, "sip": None, "error": None,
+        "source": None, "window_ms": None,
     }
 
 

@@ -48,6 +48,8 @@ ARGUMENT_SPEC = dict(
     tls=dict(type="bool", default=True),
     sip=dict(type="bool", default=True),
     server_name=dict(type="str"),
+    rtt_ports=dict(type="list", elements="int", default=[]),
+    adapt_timeout=dict(type="bool", default=True),
 )
 
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
@@ -76,6 +78,8 @@ class ProbeRequest:
     tls: bool = _default("tls")
     sip: bool = _default("sip")
     server_name: Optional[str] = _default("server_name")
+    rtt_ports: Tuple[int, ...] = _default("rtt_ports")
+    adapt_timeout: bool = _default("adapt_timeout")
 
     @classmethod
     def from_params(cls, params):
@@ -106,10 +110,18 @@ class ProbeRequest:
             if not server_name or is_ip_literal(server_name) or not is_host_name(server_name):
                 raise ProbeRequestError("server_name %r is not a DNS host name (SNI carries names only)"
                                         % (params["server_name"],))
+        rtt_ports = []
+        for rtt_port in params["rtt_ports"] or ():
+            try:
+                check_port(rtt_port)
+            except ValueError as exc:
+                raise ProbeRequestError("rtt_ports: %s" % exc)
+            if rtt_port not in rtt_ports:
+                rtt_ports.append(rtt_port)
         return cls(targets=tuple(cleaned), port=params["port"], protocols=_in_spec_order(params, "protocols"),
                    families=_in_spec_order(params, "families"), timeout=timeout, retries=params["retries"],
                    concurrency=params["concurrency"], tls=params["tls"], sip=params["sip"],
-                   server_name=server_name)
+                   server_name=server_name, rtt_ports=tuple(rtt_ports), adapt_timeout=params["adapt_timeout"])
 
 
 def validate_against_spec(params):

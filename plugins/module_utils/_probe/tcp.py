@@ -39,7 +39,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip impor
     parse_sip_response,
     sip_summary,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import Waiter, next_wake, settle
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import Waiter, next_wake, settle, window_text
 
 
 async def tcp_connect(family, sockaddr):
@@ -173,31 +173,35 @@ def _abort(writer):
         transport.abort()
 
 
-async def _connect_attempts(family, sockaddr, request):
-    """Race up to ``retries + 1`` connect attempts started evenly across one ``timeout`` window.
+async def _connect_attempts(family, sockaddr, request, path):
+    """Race up to ``retries + 1`` connect attempts started evenly across the silence window.
 
-    Attempt k starts at ``k * timeout / (retries + 1)`` unless an earlier one has answered.
-    The first answer wins - a connected socket, or the OSError of a reset or an ICMP error -
-    and the other attempts are cancelled. Returns (socket or None, OSError or None, attempts
-    started, seconds from the start of the answering attempt or None); no socket and no
-    error means silence for the whole window.
+    The window is the path's (``timing.Path.window``): ``timeout`` until the round trip to the
+    address is known, then derived from it, read again at every wake (a round trip learned
+    meanwhile wakes the wait). Attempt k starts at ``k * window / (retries + 1)`` unless an
+    earlier one has answered. The first answer wins - a connected socket, or the OSError of a
+    reset or an ICMP error - and the other attempts are cancelled. Returns (socket or None,
+    OSError or None, attempts started, seconds from the start of the answering attempt or None,
+    the window when silence was concluded or None); no socket and no error means silence for
+    the whole window.
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
-    deadline = started + request.timeout
     starts = {}  # attempt task -> when it started
     waiter = Waiter()
     winner = None
+    path.listeners.add(waiter.wake)
     try:
         while True:
             now = time.monotonic()
-            if len(starts) <= request.retries and now >= next_wake(started, len(starts), request):
+            window = path.window(request, "tcp")
+            if len(starts) <= request.retries and now >= next_wake(started, len(starts), window, request.retries):
                 attempt = asyncio.ensure_future(tcp_connect(family, sockaddr))
                 attempt.add_done_callback(waiter.wake)
                 starts[attempt] = now
             done = [task for task in starts if task.done()]
             if not done:  # as asyncio.wait(FIRST_COMPLETED, timeout), without its per-call set-up
-                await waiter.wait(loop, next_wake(started, len(starts), request) - time.monotonic())
+                await waiter.wait(loop, next_wake(started, len(starts), window, request.retries) - time.monotonic())
                 done = [task for task in starts if task.done()]
             if done:
                 connected = [task for task in done if task.exception() is None]
@@ -206,10 +210,14 @@ async def _connect_attempts(family, sockaddr, request):
                 error = winner.exception()
                 if error is not None and not isinstance(error, OSError):
                     raise error
-                return (winner.result() if error is None else None), error, len(starts), rtt
-            if time.monotonic() >= deadline:
-                return None, None, len(starts), None
+                if error is None or isinstance(error, ConnectionRefusedError):
+                    path.sample(rtt)  # a SYN-ACK or a reset: the kernel's answer, one round trip
+                return (winner.result() if error is None else None), error, len(starts), rtt, None
+            window = path.window(request, "tcp")
+            if time.monotonic() >= started + window:
+                return None, None, len(starts), None, window
     finally:
+        path.listeners.discard(waiter.wake)
         losers = [task for task in starts if task is not winner]
         for task in losers:
             task.cancel()
@@ -218,15 +226,15 @@ async def _connect_attempts(family, sockaddr, request):
                 outcome.close()  # answered at the same moment as the winner
 
 
-async def probe_tcp(record, family, sockaddr, request):
+async def probe_tcp(record, family, sockaddr, request, path):
     """Fill record: state from the connect attempts, then TLS and SIP on an open port."""
     timeout = request.timeout
-    sock, error, record["attempts"], rtt = await _connect_attempts(family, sockaddr, request)
+    sock, error, record["attempts"], rtt, window = await _connect_attempts(family, sockaddr, request, path)
     if error is not None:
         return record_os_error(record, error, rtt)
     if sock is None:
-        record["state"] = "filtered"
-        add_error(record, "no answer to %d connect attempt(s) within %gs" % (record["attempts"], timeout))
+        record["state"], record["window_ms"] = "filtered", ms(window)
+        add_error(record, "no answer to %d connect attempt(s) within %s" % (record["attempts"], window_text(window)))
         return record
     record["state"], record["rtt_ms"] = "open", ms(rtt)
     if request.tls:

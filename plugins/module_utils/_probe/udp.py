@@ -29,7 +29,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip impor
     parse_sip_response,
     sip_summary,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import next_wake, settle
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import next_wake, settle, window_text
 
 # what one read of a datagram socket takes (as asyncio's datagram transports read)
 _MAX_DATAGRAM = 256 * 1024
@@ -52,6 +52,11 @@ class _Datagrams:
         self.unsent = collections.deque()
         self.waiter = None
         self.reading = False
+
+    def wake(self):
+        """End the current wait with nothing (the silence window changed)."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def _arrived(self, item):
         self.items.append(item)
@@ -117,8 +122,11 @@ class _Datagrams:
         self.sock.close()
 
 
-async def probe_udp(record, family, sockaddr, request):
-    """Fill record: send OPTIONS as the datagram; reply = open, ICMP refused = closed, silence = open|filtered."""
+async def probe_udp(record, family, sockaddr, request, path):
+    """Fill record: send OPTIONS as the datagram; reply = open, ICMP refused = closed, silence = open|filtered.
+
+    Silence is concluded after the path's UDP window (``timing.Path.window``), read again at
+    every wake; once anything answered, the final answer is awaited until ``timeout``."""
     loop = asyncio.get_running_loop()
     timeout = request.timeout
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -130,27 +138,36 @@ async def probe_udp(record, family, sockaddr, request):
         sock.close()
         return record_os_error(record, exc)
     datagrams = _Datagrams(loop, sock)
+    path.listeners.add(datagrams.wake)
     try:
         datagram = build_options(record["target"], record["port"], "UDP", local[0], local[1])
         reply = None
         provisional = None
         started = last_sent = time.monotonic()
-        deadline = started + timeout
+        window = path.window(request, "udp")
         while True:
             now = time.monotonic()
+            if reply is None:
+                window = path.window(request, "udp")
             if reply is None and record["attempts"] <= request.retries \
-                    and now >= next_wake(started, record["attempts"], request):
+                    and now >= next_wake(started, record["attempts"], window, request.retries):
                 datagrams.send(datagram)  # a retransmission is the same request (same branch)
                 record["attempts"] += 1
                 last_sent = now
-            # once anything answered, no more datagrams: wait for the final answer until the deadline
-            wake = deadline if reply is not None else next_wake(started, record["attempts"], request)
+            # once anything answered, no more datagrams: wait for the final answer until timeout
+            wake = started + timeout if reply is not None \
+                else next_wake(started, record["attempts"], window, request.retries)
             item = await datagrams.next(wake - time.monotonic())
             if item is None:
-                if time.monotonic() >= deadline:
+                if reply is not None and time.monotonic() >= started + timeout:
+                    break
+                if reply is None and time.monotonic() >= started + path.window(request, "udp"):
+                    window = path.window(request, "udp")
                     break
                 continue
             if isinstance(item, Exception):
+                if record["attempts"] == 1 and isinstance(item, ConnectionRefusedError):
+                    path.sample(time.monotonic() - started)  # an ICMP port unreachable: one round trip
                 return record_os_error(record, item, time.monotonic() - last_sent)
             if record["rtt_ms"] is None:
                 record["rtt_ms"] = ms(time.monotonic() - last_sent)
@@ -165,8 +182,8 @@ async def probe_udp(record, family, sockaddr, request):
                 break
             provisional = parsed  # open; no more datagrams, wait for the final answer
         if reply is None:
-            record["state"] = "open|filtered"
-            add_error(record, "no reply to %d datagram(s) within %gs" % (record["attempts"], timeout))
+            record["state"], record["window_ms"] = "open|filtered", ms(window)
+            add_error(record, "no reply to %d datagram(s) within %s" % (record["attempts"], window_text(window)))
             return record
         record["state"] = "open"
         answer = provisional or reply
@@ -181,4 +198,5 @@ async def probe_udp(record, family, sockaddr, request):
         record["sip"] = sip_summary(answer, "UDP", record["rtt_ms"])
         return record
     finally:
+        path.listeners.discard(datagrams.wake)
         datagrams.close()

@@ -145,7 +145,7 @@ class SipServerThread:
 
 
 RECORD_KEYS = {"target", "address", "family", "protocol", "port", "state", "rtt_ms", "attempts", "tls", "sip",
-               "error"}
+               "error", "source", "window_ms"}
 
 
 @pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check-mode"])
@@ -199,7 +199,8 @@ def test_documentation_matches_the_records():
     assert documented["attributes"]["diff_mode"]["support"] == "none"
     assert {name: option.get("default") for name, option in documented["options"].items()} == {
         "targets": None, "port": 5061, "protocols": ["tcp", "udp"], "families": ["ipv4", "ipv6"], "timeout": 2,
-        "retries": 1, "concurrency": 256, "tls": True, "sip": True, "server_name": None}
+        "retries": 1, "concurrency": 256, "tls": True, "sip": True, "server_name": None,
+        "rtt_ports": [], "adapt_timeout": True}
 
 
 # A connection plugin that is the local one under another name: the action plugin then sends the
