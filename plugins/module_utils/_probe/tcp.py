@@ -39,7 +39,13 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip impor
     parse_sip_response,
     sip_summary,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import Waiter, next_wake, settle, window_text
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import (
+    Waiter,
+    next_wake,
+    settle,
+    silence_deadline,
+    window_text,
+)
 
 
 async def tcp_connect(family, sockaddr):
@@ -201,7 +207,9 @@ async def _connect_attempts(family, sockaddr, request, path):
                 starts[attempt] = now
             done = [task for task in starts if task.done()]
             if not done:  # as asyncio.wait(FIRST_COMPLETED, timeout), without its per-call set-up
-                await waiter.wait(loop, next_wake(started, len(starts), window, request.retries) - time.monotonic())
+                deadline = silence_deadline(started, max(starts.values()), window, request)
+                wake = next_wake(started, len(starts), window, request.retries, deadline)
+                await waiter.wait(loop, wake - time.monotonic())
                 done = [task for task in starts if task.done()]
             if done:
                 connected = [task for task in done if task.exception() is None]
@@ -214,8 +222,9 @@ async def _connect_attempts(family, sockaddr, request, path):
                     path.sample(rtt)  # a SYN-ACK or a reset: the kernel's answer, one round trip
                 return (winner.result() if error is None else None), error, len(starts), rtt, None
             window = path.window(request, "tcp")
-            if time.monotonic() >= started + window:
-                return None, None, len(starts), None, window
+            deadline = silence_deadline(started, max(starts.values()), window, request)
+            if time.monotonic() >= deadline:
+                return None, None, len(starts), None, deadline - started
     finally:
         path.listeners.discard(waiter.wake)
         losers = [task for task in starts if task is not winner]

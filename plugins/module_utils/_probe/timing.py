@@ -82,10 +82,19 @@ def window_text(window):
     return "%gs" % round(window, 3)
 
 
-def next_wake(started, sent, window, retries):
+def silence_deadline(started, last_start, window, request):
+    """When silence is concluded: the end of the window - but every attempt gets its share of
+    it (``window / (retries + 1)``, one rto or more once adapted), also one started just before
+    a round trip learned meanwhile shortened the window - and never after ``timeout``."""
+    share = window / (request.retries + 1)
+    return min(started + request.timeout, max(started + window, last_start + share))
+
+
+def next_wake(started, sent, window, retries, deadline=None):
     """When a probe loop must wake: the start of its next attempt (attempt k starts at
-    ``k * window / (retries + 1)``), or the end of the window once all have been sent."""
-    deadline = started + window
+    ``k * window / (retries + 1)``), or the deadline (by default the end of the window) once
+    all have been sent."""
+    deadline = started + window if deadline is None else deadline
     if sent > retries:
         return deadline
     return min(deadline, started + sent * window / (retries + 1))

@@ -29,7 +29,12 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.sip impor
     parse_sip_response,
     sip_summary,
 )
-from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import next_wake, settle, window_text
+from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing import (
+    next_wake,
+    settle,
+    silence_deadline,
+    window_text,
+)
 
 # what one read of a datagram socket takes (as asyncio's datagram transports read)
 _MAX_DATAGRAM = 256 * 1024
@@ -155,15 +160,21 @@ async def probe_udp(record, family, sockaddr, request, path):
                 record["attempts"] += 1
                 last_sent = now
             # once anything answered, no more datagrams: wait for the final answer until timeout
-            wake = started + timeout if reply is not None \
-                else next_wake(started, record["attempts"], window, request.retries)
+            if reply is not None:
+                wake = started + timeout
+            else:
+                deadline = silence_deadline(started, last_sent, window, request)
+                wake = next_wake(started, record["attempts"], window, request.retries, deadline)
             item = await datagrams.next(wake - time.monotonic())
             if item is None:
                 if reply is not None and time.monotonic() >= started + timeout:
                     break
-                if reply is None and time.monotonic() >= started + path.window(request, "udp"):
+                if reply is None:
                     window = path.window(request, "udp")
-                    break
+                    deadline = silence_deadline(started, last_sent, window, request)
+                    if time.monotonic() >= deadline:
+                        window = deadline - started  # what the record says: when silence was concluded
+                        break
                 continue
             if isinstance(item, Exception):
                 if record["attempts"] == 1 and isinstance(item, ConnectionRefusedError):

@@ -23,6 +23,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._probe.timing im
     SIP_ANSWER_TIME,
     Path,
     next_wake,
+    silence_deadline,
 )
 from ansible_collections.sipguard.firewall.tests.unit.plugins.module_utils.probe.loopback import (
     LOOPBACKS,
@@ -165,3 +166,12 @@ def test_rtt_ports_are_checked():
     with pytest.raises(ProbeRequestError, match="rtt_ports: port must be an integer from 1 to 65535, not 70000"):
         request(rtt_ports=[22, 70000])
     assert request(rtt_ports=[22, 22, 2222]).rtt_ports == (22, 2222)
+
+
+def test_every_attempt_gets_its_share_of_the_window_also_when_it_shrank_meanwhile():
+    req = request(timeout=2.0, retries=1)
+    # adapted window 0.2 s; the second attempt started at 0.15 s (under the longer window it was
+    # started with): silence is concluded at 0.15 + 0.1 s, not at 0.2 s
+    assert silence_deadline(0.0, 0.15, 0.2, req) == pytest.approx(0.25)
+    assert silence_deadline(0.0, 0.1, 0.2, req) == pytest.approx(0.2)
+    assert silence_deadline(0.0, 1.9, 1.0, req) == 2.0  # never after timeout
