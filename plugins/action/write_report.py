@@ -41,12 +41,14 @@ ARGUMENT_SPEC = {
     "alert": {"type": "bool", "default": False},
     "alert_format": {"type": "str", "choices": list(_alert.FORMATS), "default": "generic"},
     "metrics_file": {"type": "path"},
+    "stats": {"type": "bool", "default": False},
 }
 METRICS_MODE = 0o644  # node_exporter (its own user) reads it
 MUTUALLY_EXCLUSIVE = [["report", "hosts"], ["html", "hosts"], ["report", "html_template"]]
 REQUIRED_TOGETHER = [["report", "html"], ["hosts", "run_id", "html_template"]]
 REQUIRED_ONE_OF = [["report", "hosts"]]
 REQUIRED_BY = {"metrics_file": ["hosts"]}
+STATS_KEY = "sipguard_sips"  # the key of the run's results in AWX's artifacts (set_stats data)
 
 
 def write_report_files(directory, report, html, check_mode=False):
@@ -146,7 +148,19 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
                       for record in report["hosts"] if record["host"] in batch))
     if details["warnings"]:
         result["warnings"] = details["warnings"]
+    if params.get("stats"):
+        result["ansible_stats"] = run_stats(result)
     return result
+
+
+def run_stats(result):
+    """The run so far for AWX, as set_stats hands it over (one key, the last batch's values win):
+    ansible-core's strategy takes ``ansible_stats`` from any task's result."""
+    summary = result["summary"]
+    data = {STATS_KEY: dict(port=summary["port"], mode=summary["mode"], run_id=result["run_id"],
+                            counts=summary["counts"], exposed_hosts=summary["exposed_hosts"],
+                            reopened_hosts=summary["reopened_hosts"], report=result["json_path"])}
+    return dict(data=data, per_host=False, aggregate=False)
 
 
 class ActionModule(ControllerAction):

@@ -83,6 +83,8 @@ options:
     description:
       - With O(hosts) - the controller's own addresses; whether the controller is a trusted source is
         decided per host, against that host's C(trusted_sources).
+      - The role passes the addresses its probe sent from (RV(sipguard.firewall.port_probe#module:probes[].source)),
+        the addresses the hosts saw.
     type: list
     elements: str
   html_template:
@@ -145,6 +147,15 @@ options:
         failed or unreachable) and C(run_info{run_id,mode,port,check_mode}) 1. The run times of the
         other modes already in the file are kept."
     type: path
+  stats:
+    description:
+      - With O(hosts) - also hand the run's results so far to AWX, as C(ansible.builtin.set_stats)
+        with C(aggregate=false) would - one task instead of two. The key is C(sipguard_sips), with
+        C(port), C(mode), C(run_id), C(counts), C(exposed_hosts), C(reopened_hosts) and C(report)
+        (the JSON report's path); each batch's write replaces the values of the one before.
+      - AWX shows them in the job's artifacts; a workflow's later nodes get them as extra variables.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -275,6 +286,14 @@ alert:
     body:
       description: What to post to the receiver (see O(alert_format)); null when the alert is not due.
       type: raw
+ansible_stats:
+  description:
+    - With O(stats) - what Ansible records as the run's custom stats (see O(stats)).
+  returned: with O(hosts) and O(stats)
+  type: dict
+  sample: {"data": {"sipguard_sips": {"port": 5061, "mode": "enforce", "run_id": "20261202T101500Z-4f2a",
+           "counts": {"closed": 8}, "exposed_hosts": [], "reopened_hosts": [], "report": "/home/ops/.sipguard/report/sips-report.json"}},
+           "per_host": false, "aggregate": false}
 metrics_path:
   description: O(metrics_file), or null.
   returned: with O(hosts)

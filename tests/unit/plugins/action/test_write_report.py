@@ -108,7 +108,7 @@ def test_documentation_matches_the_plugin():
     run_result = action_plugin.write_run_report(dict(
         dir="/nonexistent/sipguard", hosts={}, run_id="r", mode="audit", port=5061, check_mode=False, probe=None,
         controller_addresses=None, alert=False), None, check_mode=True)
-    assert set(run_result) - {"changed", "warnings"} == set(returned)
+    assert set(run_result) - {"changed", "warnings"} == set(returned) - {"ansible_stats"}  # that one with stats
 
 
 def test_the_role_form_merges_a_batch_into_the_run_and_renders_the_role_template(tmp_path):
@@ -127,3 +127,21 @@ def test_the_role_form_merges_a_batch_into_the_run_and_renders_the_role_template
     page = (tmp_path / "sips-report.html").read_text(encoding="utf-8")
     assert 'data-host="sbc1"' in page and 'data-host="sbc2"' in page
     assert json.loads((tmp_path / "sips-report.json").read_text())["run"]["id"] == "r1"
+
+
+def test_stats_hand_the_run_so_far_to_awx_as_set_stats_would(tmp_path):
+    """The role's one report step also gives AWX its artifacts: ansible-core takes ansible_stats
+    from any task's result (set_stats data, not per host, not aggregated: the last batch wins)."""
+    template = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))), "roles", "sips", "templates", "report.html.j2")
+    exposed = {"address": "192.0.2.7", "result": {"changed": False, "effective": False, "exposed": True,
+                                                  "reasons": ["ipv4/tcp: allow 5061"]}}
+    args = dict(dir=str(tmp_path), run_id="r1", mode="close", hosts={"sbc1": exposed}, html_template=template)
+    assert "ansible_stats" not in run(args)
+    second = run(dict(args, hosts={"sbc2": dict(exposed, result=dict(exposed["result"], exposed=False, reasons=[]))},
+                      stats=True))
+    stats = second["ansible_stats"]
+    assert (stats["per_host"], stats["aggregate"]) == (False, False)
+    assert stats["data"] == {"sipguard_sips": {
+        "port": 5061, "mode": "close", "run_id": "r1", "counts": second["summary"]["counts"],
+        "exposed_hosts": ["sbc1"], "reopened_hosts": [], "report": str(tmp_path / "sips-report.json")}}
