@@ -23,7 +23,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.parsing.ajson import AnsibleJSONEncoder
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._atomic import write_atomic
-from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _metrics, _report, _report_store
+from ansible_collections.sipguard.firewall.plugins.plugin_utils import _alert, _metrics, _report, _report_store, _webhook
 from ansible_collections.sipguard.firewall.plugins.plugin_utils._action import ControllerAction
 
 ARGUMENT_SPEC = {
@@ -42,12 +42,13 @@ ARGUMENT_SPEC = {
     "alert_format": {"type": "str", "choices": list(_alert.FORMATS), "default": "generic"},
     "metrics_file": {"type": "path"},
     "stats": {"type": "bool", "default": False},
+    "alert_url": {"type": "str", "no_log": True},
 }
 METRICS_MODE = 0o644  # node_exporter (its own user) reads it
 MUTUALLY_EXCLUSIVE = [["report", "hosts"], ["html", "hosts"], ["report", "html_template"]]
 REQUIRED_TOGETHER = [["report", "html"], ["hosts", "run_id", "html_template"]]
 REQUIRED_ONE_OF = [["report", "hosts"]]
-REQUIRED_BY = {"metrics_file": ["hosts"]}
+REQUIRED_BY = {"metrics_file": ["hosts"], "alert_url": ["hosts"]}
 STATS_KEY = "sipguard_sips"  # the key of the run's results in AWX's artifacts (set_stats data)
 
 
@@ -113,7 +114,7 @@ def alert_result(params, report, details):
                                        details["new_resolved_hosts"]) if due else None)
 
 
-def write_run_report(params, render_html, check_mode=False, generated=None):
+def write_run_report(params, render_html, check_mode=False, generated=None, post=_webhook.post):
     """One batch's (or slice's) hosts merged into the run's report; the module result."""
     directory = params["dir"]
     paths = _report_store.paths(directory)
@@ -128,7 +129,8 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
     if check_mode:
         result.update(created_dir=not os.path.isdir(directory), previous_kept=False, parts=0, warnings=[],
                       alert_due=False, new_exposed_hosts=[], summary=None, verdicts={},
-                      alert=dict(due=False, format=alert_format, new_exposed_hosts=[], resolved_hosts=[], body=None),
+                      alert=dict(due=False, format=alert_format, new_exposed_hosts=[], resolved_hosts=[], body=None,
+                                 sent=None),
                       metrics_path=metrics_file)
         return result
     report, details = _report_store.write_run(
@@ -136,6 +138,7 @@ def write_run_report(params, render_html, check_mode=False, generated=None):
         render_html, unmatched_probes=unmatched, probe_summary=_report.probe_summary_text(params["probe"]),
         alert=params["alert"], on_written=metrics_writer(metrics_file) if metrics_file else None)
     alert = alert_result(params, report, details)
+    alert["sent"] = post(params["alert_url"], alert["body"]) if alert["due"] and params.get("alert_url") else None
     batch = set(str(name) for name in params["hosts"])
     result.update(
         created_dir=details["created_dir"], previous_kept=details["previous_kept"], parts=details["parts"],

@@ -100,10 +100,16 @@ options:
         exposed hosts, or hosts closed again, that no earlier write of the run named.
       - "Hosts closed again: an audit's C(newly_closed) hosts, or a V(close) of a host that was
         exposed before it."
-      - The action sends nothing itself; RV(alert.body) is what to post (the role posts it with
-        M(ansible.builtin.uri)), so the receiver's URL never has to be an argument here.
+      - RV(alert.body) is what to post; with O(alert_url) the action posts it itself when it is due.
     type: bool
     default: false
+  alert_url:
+    description:
+      - With O(hosts) - where to POST RV(alert.body) (as JSON, timeout 10 s) when RV(alert_due); the
+        receiver's answer is in RV(alert.sent). Without it nothing is sent.
+      - The URL often carries a token, so it is never shown - not in the result, not in a message;
+        RV(alert.sent) says only the status or the kind of failure.
+    type: str
   alert_format:
     description:
       - With O(hosts) - the receiver RV(alert.body) is built for, by one function each
@@ -286,6 +292,19 @@ alert:
     body:
       description: What to post to the receiver (see O(alert_format)); null when the alert is not due.
       type: raw
+    sent:
+      description: What the receiver did with the POST to O(alert_url); null when nothing was sent.
+      type: dict
+      contains:
+        taken:
+          description: Whether the receiver answered 200, 201, 202 or 204.
+          type: bool
+        status:
+          description: The HTTP status it answered; null when none came.
+          type: int
+        outcome:
+          description: C(HTTP <status>), C(no answer within 10 s), C(connection refused) or C(no connection).
+          type: str
 ansible_stats:
   description:
     - With O(stats) - what Ansible records as the run's custom stats (see O(stats)).
