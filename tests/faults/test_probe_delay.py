@@ -133,8 +133,9 @@ def test_at_300_ms_round_trip_the_window_grows_with_it(target):
     assert states(opened) == ["open"], [r for r in opened if r["state"] != "open"][:3]
     assert states(dropped) == ["filtered"]
     assert min(record["rtt_ms"] for record in opened) >= 250
-    for record in dropped:
-        assert 2000 <= record["window_ms"] < 3990, record
+    for record in dropped:  # 2 x 5 x 300 ms or more, capped at timeout (a sample that queued long)
+        assert 2000 <= record["window_ms"] <= 4000, record
+    assert statistics.median(record["window_ms"] for record in dropped) < 3800
 
 
 def test_with_5_percent_loss_enough_retries_keep_every_open_port_open(target):
