@@ -13,6 +13,7 @@ import concurrent.futures
 import importlib.util
 import ipaddress
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -290,10 +291,13 @@ def describe(settings):
 
 
 class PlaybookRun:
-    """The outcome of one timed ansible-playbook run."""
+    """The outcome of one timed ansible-playbook (or ad-hoc `ansible`) run; cpu: the CPU seconds
+    (user + system) of its process tree on the controller (RUSAGE_CHILDREN delta: every process
+    it waited for; ssh's ControlPersist masters detach and are not counted)."""
 
-    def __init__(self, seconds, returncode, output, log):
+    def __init__(self, seconds, returncode, output, log, cpu=None):
         self.seconds, self.returncode, self.output, self.log = seconds, returncode, output, log
+        self.cpu = cpu
 
     def recap(self):
         """{host: {'ok': n, 'changed': n, 'failed': n, 'unreachable': n}} from PLAY RECAP."""
@@ -316,19 +320,53 @@ class PlaybookRun:
         return sum(1 for counts in self.recap().values() if counts["failed"] or counts["unreachable"])
 
 
+class AdhocRun(PlaybookRun):
+    """An ad-hoc `ansible` run: no recap, one `host | STATE | ...` line per host."""
+
+    def _states(self):
+        states = {}
+        for line in self.output.splitlines():
+            parts = [part.strip() for part in line.split(" | ")]
+            if len(parts) >= 2 and parts[1].split()[0] in ("CHANGED", "SUCCESS", "FAILED!", "FAILED",
+                                                            "UNREACHABLE!"):
+                states[parts[0]] = parts[1].split()[0].rstrip("!")
+        return states
+
+    def changed_hosts(self):
+        return sum(1 for state in self._states().values() if state == "CHANGED")
+
+    def bad_hosts(self):
+        return sum(1 for state in self._states().values() if state in ("FAILED", "UNREACHABLE"))
+
+    def answered_hosts(self):
+        return len(self._states())
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def playbook(playbook_ref, inventory, config, log_name, extra_args=(), extra_env=None, timeout=1800,
-             watch=None):
+             watch=None, adhoc=None):
     """Run ansible-playbook with a private ssh ControlPath directory (every run starts with cold
     connections, like a new job), time it, keep its output under build/bench/logs.
-    watch(process) runs while the playbook does (memory sampling)."""
+    watch(process) runs while the playbook does (memory sampling). adhoc: instead of a playbook,
+    the arguments of an ad-hoc `ansible` command (same config, same cold connections); then
+    playbook_ref is the host pattern. Nothing else of this process may start children meanwhile
+    (the CPU figure is the RUSAGE_CHILDREN delta)."""
     logs = os.path.join(WORK, "logs")
     os.makedirs(logs, exist_ok=True)
     control_dir = tempfile.mkdtemp(prefix="cp-", dir=WORK)
     env = dict(ENV, ANSIBLE_CONFIG=config, ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir, **(extra_env or {}))
-    argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook_ref, *extra_args]
+    if adhoc is None:
+        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook_ref, *extra_args]
+    else:
+        argv = [os.path.join(VENV_BIN, "ansible"), playbook_ref, "-i", inventory, *adhoc, *extra_args]
     log = os.path.join(logs, log_name + ".log")
     try:
         with open(log, "w", encoding="utf-8") as handle:
+            cpu_before = _children_cpu()
             started = time.monotonic()
             with subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=WORK) as process:
                 try:
@@ -340,11 +378,12 @@ def playbook(playbook_ref, inventory, config, log_name, extra_args=(), extra_env
                     process.wait()
                     raise
                 seconds = time.monotonic() - started
+                cpu = _children_cpu() - cpu_before
     finally:
         close_masters(control_dir)
     with open(log, encoding="utf-8", errors="replace") as handle:
         output = handle.read()
-    return PlaybookRun(seconds, process.returncode, output, log)
+    return (PlaybookRun if adhoc is None else AdhocRun)(seconds, process.returncode, output, log, cpu)
 
 
 def close_masters(control_dir):

@@ -60,10 +60,19 @@ from xml.etree import ElementTree
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "build"))
 
-COUNTS = {"open": 400, "closed": 400, "silent": 200}
+SHARES = {"open": 0.4, "closed": 0.4, "silent": 0.2}
+COUNTS = {"open": 400, "closed": 400, "silent": 200}  # set by set_size()
 NETS = {"open": 1, "closed": 2, "silent": 3}
 CONCURRENCY, TIMEOUT, RETRIES = 256, 1.0, 1
 CHILD_LIMIT = 180  # seconds any one child may run
+
+
+def set_size(total):
+    """The 40/40/20 % mix of `total` targets (every child is told the same total)."""
+    for kind, share in SHARES.items():
+        COUNTS[kind] = int(round(total * share))
+    if sum(COUNTS.values()) != total or max(COUNTS.values()) > 250 * 255:
+        sys.exit("--targets %d: no 40/40/20 split into at most 63,750 addresses per kind" % total)
 
 
 def addresses(kind):
@@ -72,7 +81,7 @@ def addresses(kind):
 
 
 def layout():
-    """The 1,000 targets, mixed in a fixed order, and the kind of each."""
+    """The targets, mixed in a fixed order, and the kind of each."""
     kinds = {address: kind for kind in COUNTS for address in addresses(kind)}
     targets = sorted(kinds)
     random.Random(5061).shuffle(targets)
@@ -190,7 +199,7 @@ async def serve(port):
 # One sweep (child process: --sweep)
 # --------------------------------------------------------------------------------------------
 
-def sweep(port, full, targets_file, timeout=None):
+def sweep(port, full, targets_file, timeout=None, rtt_port=None):
     from ansible_collections.sipguard.firewall.plugins.module_utils._probe.network import run_probe
     from ansible_collections.sipguard.firewall.plugins.module_utils._probe.request import ProbeRequest
 
@@ -198,15 +207,18 @@ def sweep(port, full, targets_file, timeout=None):
         targets = handle.read().split()
     request = ProbeRequest.from_params(dict(
         targets=targets, port=port, timeout=timeout or TIMEOUT, retries=RETRIES, concurrency=CONCURRENCY,
-        protocols=["tcp", "udp"] if full else ["tcp"], tls=full, sip=full))
+        protocols=["tcp", "udp"] if full else ["tcp"], tls=full, sip=full,
+        rtt_ports=[rtt_port] if rtt_port else [], adapt_timeout=True))
     started = time.monotonic()
     result = run_probe(request)
     wall = time.monotonic() - started
-    states = {}
+    states, windows = {}, set()
     for record in result["probes"]:
         key = "%s/%s" % (record["address"], record["protocol"])
         states[key] = (record["state"], bool(record["sip"]), bool(record["tls"]))
-    json.dump({"wall": wall, "counts": result["counts"], "states": states}, sys.stdout)
+        if record.get("window_ms") is not None:
+            windows.add(int(round(record["window_ms"])))
+    json.dump({"wall": wall, "counts": result["counts"], "states": states, "windows": sorted(windows)}, sys.stdout)
 
 
 def measured(argv, stdin_text=None):
@@ -261,18 +273,32 @@ def ensure_nmap():
     return path, None if path else "apt-get install nmap failed: %s" % done.stderr.decode()[-300:]
 
 
+def nmap_adaptive_argv(nmap, port, targets_file, one_group=True):
+    """nmap -sT as users run it: its own timing (adaptive RTT timeout, its default retries and
+    host timeout), plus only what a fair comparison needs: -Pn (no host discovery: port_probe
+    does none), -n (no DNS), -p PORT, and port_probe's concurrency as nmap's parallelism
+    (--min/--max-parallelism 256). one_group: all targets in one host group
+    (--min-hostgroup = the target count), as port_probe takes them into one pool; nmap's
+    default group starts at a few hosts, which with one port per host caps its parallelism."""
+    group = ["--min-hostgroup", str(sum(COUNTS.values()))] if one_group else []
+    return [nmap, "-sT", "-Pn", "-n", "-p", str(port),
+            "--min-parallelism", str(CONCURRENCY), "--max-parallelism", str(CONCURRENCY)] + group + [
+        "-oX", "-", "-iL", targets_file]
+
+
 def nmap_argv(nmap, port, targets_file, fixed):
-    """nmap -sT with one retransmission, 256 probes in parallel, all 1,000 hosts in one group.
+    """nmap -sT with one retransmission, 256 probes in parallel, all hosts in one group.
 
     fixed: --min-rtt-timeout = --max-rtt-timeout = 1 s, so that every probe waits 1 s like
     port_probe does. Otherwise nmap adapts its wait to the measured round-trip time (on
     loopback: its --min-rtt-timeout floor, 100 ms) and gives up on silence much sooner.
     """
     ms = "%dms" % (TIMEOUT * 1000)
+    group = str(sum(COUNTS.values()))
     timing = ["--initial-rtt-timeout", ms, "--max-rtt-timeout", ms] + (["--min-rtt-timeout", ms] if fixed else [])
     return [nmap, "-sT", "-Pn", "-n", "-p", str(port), "--max-retries", str(RETRIES)] + timing + [
         "--min-parallelism", str(CONCURRENCY), "--max-parallelism", str(CONCURRENCY),
-        "--min-hostgroup", "1000", "--max-hostgroup", "1000",
+        "--min-hostgroup", group, "--max-hostgroup", group,
         "--host-timeout", "%ds" % int(TIMEOUT * (RETRIES + 1) * 10),
         "-oX", "-", "-iL", targets_file]
 
@@ -310,100 +336,168 @@ def show_table(table):
                      for kind in COUNTS)
 
 
+def start_server(me, port, size):
+    server = subprocess.Popen(me + ["--serve", str(port), "--size", str(size)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    ready, _w, _x = select.select([server.stdout], [], [], 120)
+    line = server.stdout.readline().decode().strip() if ready else "no word within 120 s"
+    if line != "ready":
+        stop_server(server)
+        sys.exit("the loopback servers did not start (%r)" % line)
+    return server
+
+
+def stop_server(server):
+    server.stdin.close()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def one_size(me, nmap, port, size):
+    """All rows at one target count; {row key: (wall, wrong)}."""
+    set_size(size)
+    targets, kinds = layout()
+    results = {}
+    with tempfile.NamedTemporaryFile("w", prefix="sipguard-targets-", suffix=".txt") as targets_file:
+        targets_file.write("\n".join(targets) + "\n")
+        targets_file.flush()
+        name = targets_file.name
+        print("\n== %d loopback targets (%s), port %d, concurrency %d, timeout %gs, retries %d; load average %s"
+              % (len(targets), ", ".join("%d %s" % (n, k) for k, n in COUNTS.items()), port, CONCURRENCY,
+                 TIMEOUT, RETRIES, load_average()))
+        sweep_argv = me + ["--sweep", str(port), "--targets-file", name]
+        runs = [("pp", "port_probe tcp, no rtt_ports", sweep_argv)]
+        if size <= 1000:  # the fixed-window rows: silence costs a full timeout each, cheap only at 1,000
+            runs.append(("pp2", "port_probe tcp, timeout %gs (nmap's wait)" % (TIMEOUT * (RETRIES + 1)),
+                         sweep_argv + ["--timeout", str(TIMEOUT * (RETRIES + 1))]))
+            if nmap:
+                runs.append(("nmap-fixed", "nmap -sT, rtt timeout fixed at 1 s", nmap_argv(nmap, port, name, True)))
+                runs.append(("nmap-max1", "nmap -sT, adaptive, max rtt 1 s, retries 1",
+                             nmap_argv(nmap, port, name, False)))
+        if nmap:
+            runs.append(("nmap", "nmap -sT, nmap's own timing, one group", nmap_adaptive_argv(nmap, port, name)))
+            runs.append(("nmap-dg", "nmap -sT, nmap's own timing, its groups",
+                         nmap_adaptive_argv(nmap, port, name, one_group=False)))
+        runs.append(("pp-rtt", "port_probe tcp, rtt_ports [%d], adaptive" % (port + 1),
+                     sweep_argv + ["--rtt-port", str(port + 1)]))
+        if size <= 1000:
+            runs.append(("full", "port_probe defaults (tcp+udp, TLS, SIP)", sweep_argv + ["--full"]))
+        server = start_server(me, port, size)
+        try:
+            _out, _err, _wall, idle_rss, _rc = measured(me + ["--idle"])
+            print("  baseline: a Python process that imports _probe peaks at %.1f MiB RSS" % idle_rss)
+            print("%-44s %9s %12s %10s  %s" % ("run", "wall s", "peak RSS MiB", "wrong", "states"))
+            for key, label, argv in runs:
+                out, err, wall, rss, code = measured(argv)
+                if code != 0:
+                    print("%-44s failed (exit %s): %s" % (label, code, err.strip()[-400:]))
+                    continue
+                if key.startswith("nmap"):
+                    table, wrong = tally(kinds, nmap_states(out), EXPECTED_TCP)
+                    print("%-44s %9.2f %12.1f %10d  %s" % (label, wall, rss, wrong, show_table(table)))
+                    results[key] = (wall, wrong)
+                    continue
+                report = json.loads(out)
+                tcp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/tcp")}
+                table, wrong = tally(kinds, tcp, EXPECTED_TCP)
+                results[key] = (wall, wrong)
+                print("%-44s %9.2f %12.1f %10d  tcp %s" % (label, wall, rss, wrong, show_table(table)))
+                windows = sorted(report["windows"])
+                print("%-44s %9s %12s %10s  (probe time inside the process: %.2f s%s)"
+                      % ("", "", "", "", report["wall"], "; silence windows %s" % (
+                          "%d-%d ms" % (windows[0], windows[-1]) if windows else "-")))
+                udp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/udp")}
+                if udp:
+                    table, wrong = tally(kinds, udp, EXPECTED_UDP)
+                    print("%-44s %9s %12s %10d  udp %s" % ("", "", "", wrong, show_table(table)))
+                    sip = sum(1 for v in report["states"].values() if v[1])
+                    tls = sum(1 for v in report["states"].values() if v[2])
+                    print("%-44s %9s %12s %10s  TLS details on %d, SIP answers on %d records"
+                          % ("", "", "", "", tls, sip))
+        finally:
+            stop_server(server)
+    return results
+
+
+def load_average():
+    with open("/proc/loadavg", encoding="ascii") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default="1000,10000",
+                        help="target counts, comma-separated, each a 40/40/20 %% open/closed/silent mix"
+                             " (default %(default)s)")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sweep", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--targets", help=argparse.SUPPRESS)
+    parser.add_argument("--targets-file", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--rtt-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 4096 and (hard == resource.RLIM_INFINITY or hard >= 4096):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    # the servers hold 2 sockets per open and 3 per silent target, plus the accepted connections
+    want = 65536 if args.serve else 4096
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
     if args.serve:
+        set_size(args.size)
+        needed = 2 * COUNTS["open"] + 3 * COUNTS["silent"] + 2 * CONCURRENCY + 64
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < needed:
+            print("fd limit %d < %d needed" % (resource.getrlimit(resource.RLIMIT_NOFILE)[0], needed), flush=True)
+            return None
         return asyncio.run(serve(args.serve))
     if args.sweep:
-        return sweep(args.sweep, args.full, args.targets, args.timeout)
+        return sweep(args.sweep, args.full, args.targets_file, args.timeout, args.rtt_port)
     if args.idle:
         from ansible_collections.sipguard.firewall.plugins.module_utils._probe import network, request  # noqa: F401
         return None
 
     if not os.path.isdir(os.path.join(ROOT, "build", "ansible_collections", "sipguard", "firewall")):
         sys.exit("build/ansible_collections/sipguard/firewall is missing: run `make setup` first")
+    sizes = [int(part) for part in args.targets.split(",") if part.strip()]
     port = pick_port()
-    targets, kinds = layout()
     nmap, nmap_problem = ensure_nmap()
     me = [sys.executable, os.path.abspath(__file__)]
-    with tempfile.NamedTemporaryFile("w", prefix="sipguard-targets-", suffix=".txt") as targets_file:
-        targets_file.write("\n".join(targets) + "\n")
-        targets_file.flush()
-        print("port_probe sweep: %d loopback targets (%s), port %d, concurrency %d, timeout %gs, retries %d"
-              % (len(targets), ", ".join("%d %s" % (n, k) for k, n in COUNTS.items()), port, CONCURRENCY,
-                 TIMEOUT, RETRIES))
-        print("  'silent' = full accept queues (SYNs dropped by the kernel) and UDP sockets nobody reads;"
-              " no firewall rule is used. Firewall-filtered targets need the container fleet (issue 7).")
-        server = subprocess.Popen(me + ["--serve", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        try:
-            ready, _w, _x = select.select([server.stdout], [], [], 60)
-            line = server.stdout.readline().decode().strip() if ready else "no word within 60 s"
-            if line != "ready":
-                sys.exit("the loopback servers did not start (%r)" % line)
-            _out, _err, _wall, idle_rss, _rc = measured(me + ["--idle"])
-            print("  baseline: a Python process that imports _probe peaks at %.1f MiB RSS" % idle_rss)
-            runs = [("port_probe tcp (no TLS/SIP)", me + ["--sweep", str(port), "--targets", targets_file.name]),
-                    ("port_probe tcp, timeout %gs (nmap's wait)" % (TIMEOUT * (RETRIES + 1)),
-                     me + ["--sweep", str(port), "--targets", targets_file.name,
-                           "--timeout", str(TIMEOUT * (RETRIES + 1))])]
-            if nmap:
-                runs.append(("nmap -sT, rtt timeout fixed at 1 s", nmap_argv(nmap, port, targets_file.name, True)))
-                runs.append(("nmap -sT, adaptive rtt timeout (max 1 s)",
-                             nmap_argv(nmap, port, targets_file.name, False)))
-            runs.append(("port_probe defaults (tcp+udp, TLS, SIP)",
-                         me + ["--sweep", str(port), "--full", "--targets", targets_file.name]))
-            print("\n%-42s %9s %12s %10s  %s" % ("run", "wall s", "peak RSS MiB", "unexpected", "states"))
-            for label, argv in runs:
-                out, err, wall, rss, code = measured(argv)
-                if code != 0:
-                    print("%-42s failed (exit %s): %s" % (label, code, err.strip()[-400:]))
-                    continue
-                if label.startswith("nmap"):
-                    table, wrong = tally(kinds, nmap_states(out), EXPECTED_TCP)
-                    print("%-42s %9.2f %12.1f %10d  %s" % (label, wall, rss, wrong, show_table(table)))
-                    continue
-                report = json.loads(out)
-                tcp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/tcp")}
-                table, wrong = tally(kinds, tcp, EXPECTED_TCP)
-                print("%-42s %9.2f %12.1f %10d  tcp %s" % (label, wall, rss, wrong, show_table(table)))
-                print("%-42s %9s %12s %10s  (probe time inside the process: %.2f s)"
-                      % ("", "", "", "", report["wall"]))
-                udp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/udp")}
-                if udp:
-                    table, wrong = tally(kinds, udp, EXPECTED_UDP)
-                    print("%-42s %9s %12s %10d  udp %s" % ("", "", "", wrong, show_table(table)))
-                    sip = sum(1 for v in report["states"].values() if v[1])
-                    tls = sum(1 for v in report["states"].values() if v[2])
-                    print("%-42s %9s %12s %10s  TLS details on %d, SIP answers on %d records"
-                          % ("", "", "", "", tls, sip))
-            if not nmap:
-                print("nmap: not run - %s" % nmap_problem)
-        finally:
-            server.stdin.close()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    version = subprocess.run([nmap, "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0] \
+        if nmap else "not run - %s" % nmap_problem
+    print("port_probe sweeps of loopback targets; %d CPUs; nmap: %s" % (os.cpu_count(), version))
+    print("  'silent' = full accept queues (SYNs dropped by the kernel) and UDP sockets nobody reads;"
+          " no firewall rule is used. Firewall-filtered targets need the container fleet.")
+    print("  rtt_ports: port %d, where nothing listens on any target address (a reset), the silent ones too."
+          % (port + 1))
+    results = {size: one_size(me, nmap, port, size) for size in sizes}
+
+    print("\nport_probe with rtt_ports / nmap with its own timing (wall time, child start to exit;"
+          " target <= 1.0x with 0 wrong states):")
+    for size, rows in results.items():
+        if "pp-rtt" not in rows or "nmap" not in rows:
+            print("  %6d targets: -" % size)
+            continue
+        line = "  %6d targets: %.2f s / %.2f s = %.2fx (wrong states %d / %d)" % (
+            size, rows["pp-rtt"][0], rows["nmap"][0], rows["pp-rtt"][0] / rows["nmap"][0], rows["pp-rtt"][1],
+            rows["nmap"][1])
+        if "nmap-dg" in rows:
+            line += "; vs nmap in its own host groups %.2f s: %.2fx" % (rows["nmap-dg"][0],
+                                                                       rows["pp-rtt"][0] / rows["nmap-dg"][0])
+        print(line)
     print("\nwall s = the child process from start to exit (interpreter start-up and imports included);"
           " peak RSS = that child's ru_maxrss (wait4).")
-    print("Lower bound for this layout: port_probe sends its retries + 1 attempts within one timeout window, so"
-          " a silent target takes timeout = %gs (nmap waits timeout per attempt: %gs); with TCP and UDP, 400"
-          " silent probes share 256 slots, so at least %.1f s." % (
-              TIMEOUT, TIMEOUT * (RETRIES + 1), math.ceil(2 * COUNTS["silent"] / CONCURRENCY) * TIMEOUT))
+    print("Lower bound of the fixed window: port_probe sends its retries + 1 attempts within one timeout window,"
+          " so a silent target without a round trip takes timeout = %gs (nmap with a fixed wait: %gs per target);"
+          " silent probes share %d slots: at least ceil(silent / %d) x timeout." % (
+              TIMEOUT, TIMEOUT * (RETRIES + 1), CONCURRENCY, CONCURRENCY))
     if nmap:
-        print("nmap commands: %s" % " ".join(nmap_argv("nmap", port, "TARGETS", True)))
-        print("               %s" % " ".join(nmap_argv("nmap", port, "TARGETS", False)))
+        print("nmap commands: %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS")))
+        print("               %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS", one_group=False)))
+        print("               %s (1,000 only)" % " ".join(nmap_argv("nmap", port, "TARGETS", True)))
+        print("               %s (1,000 only)" % " ".join(nmap_argv("nmap", port, "TARGETS", False)))
     return None
 
 
