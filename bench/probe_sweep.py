@@ -212,12 +212,12 @@ def sweep(port, full, targets_file, timeout=None, rtt_port=None):
     started = time.monotonic()
     result = run_probe(request)
     wall = time.monotonic() - started
-    states, windows = {}, set()
+    states, windows = {}, []
     for record in result["probes"]:
         key = "%s/%s" % (record["address"], record["protocol"])
         states[key] = (record["state"], bool(record["sip"]), bool(record["tls"]))
         if record.get("window_ms") is not None:
-            windows.add(int(round(record["window_ms"])))
+            windows.append(int(round(record["window_ms"])))
     json.dump({"wall": wall, "counts": result["counts"], "states": states, "windows": sorted(windows)}, sys.stdout)
 
 
@@ -405,10 +405,13 @@ def one_size(me, nmap, port, size):
                 table, wrong = tally(kinds, tcp, EXPECTED_TCP)
                 results[key] = (wall, wrong)
                 print("%-44s %9.2f %12.1f %10d  tcp %s" % (label, wall, rss, wrong, show_table(table)))
-                windows = sorted(report["windows"])
-                print("%-44s %9s %12s %10s  (probe time inside the process: %.2f s%s)"
-                      % ("", "", "", "", report["wall"], "; silence windows %s" % (
-                          "%d-%d ms" % (windows[0], windows[-1]) if windows else "-")))
+                windows = report["windows"]
+                print("%-44s %9s %12s %10s  (probe time inside the process: %.2f s; silence windows %s)"
+                      % ("", "", "", "", report["wall"], (
+                          "%d-%d ms, median %d ms, %d of %d at the timeout" % (
+                              windows[0], windows[-1], windows[len(windows) // 2],
+                              sum(1 for w in windows if w >= TIMEOUT * 1000), len(windows))
+                          if windows else "-")))
                 udp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/udp")}
                 if udp:
                     table, wrong = tally(kinds, udp, EXPECTED_UDP)
@@ -494,10 +497,13 @@ def main():
           " silent probes share %d slots: at least ceil(silent / %d) x timeout." % (
               TIMEOUT, TIMEOUT * (RETRIES + 1), CONCURRENCY, CONCURRENCY))
     if nmap:
-        print("nmap commands: %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS")))
-        print("               %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS", one_group=False)))
-        print("               %s (1,000 only)" % " ".join(nmap_argv("nmap", port, "TARGETS", True)))
-        print("               %s (1,000 only)" % " ".join(nmap_argv("nmap", port, "TARGETS", False)))
+        print("nmap commands (N = the target count):")
+        print("  %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS")).replace(str(sum(COUNTS.values())), "N"))
+        print("  %s" % " ".join(nmap_adaptive_argv("nmap", port, "TARGETS", one_group=False)))
+        if any(size <= 1000 for size in sizes):
+            set_size(min(sizes))
+            print("  %s (the fixed rows, 1,000 only)" % " ".join(nmap_argv("nmap", port, "TARGETS", True)))
+            print("  %s" % " ".join(nmap_argv("nmap", port, "TARGETS", False)))
     return None
 
 
