@@ -310,7 +310,7 @@ ansible_stats:
     - With O(stats) - what Ansible records as the run's custom stats (see O(stats)).
   returned: with O(hosts) and O(stats)
   type: dict
-  sample: {"data": {"sipguard_sips": {"port": 5061, "mode": "enforce", "run_id": "20261202T101500Z-4f2a",
+  sample: {"data": {"sipguard_sips": {"port": 5061, "mode": "close", "run_id": "20261202T101500Z-4f2a",
            "counts": {"closed": 8}, "exposed_hosts": [], "reopened_hosts": [], "report": "/home/ops/.sipguard/report/sips-report.json"}},
            "per_host": false, "aggregate": false}
 metrics_path:

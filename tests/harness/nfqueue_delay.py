@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, sipguard maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -25,6 +24,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import random
 import select
 import signal
@@ -98,7 +98,7 @@ class Queue:
                 if kind == NLMSG_ERROR:
                     code = struct.unpack_from("=i", body)[0]
                     if code and check:
-                        raise OSError(-code, "nfqueue config failed: %s" % os_text(-code))
+                        raise OSError(-code, "nfqueue config failed: %s" % os.strerror(-code))
                     return
         raise TimeoutError("no answer to the nfqueue config")
 
@@ -124,13 +124,8 @@ class Queue:
         return ids
 
 
-def os_text(code):
-    import os  # pylint: disable=import-outside-toplevel
-    return os.strerror(code)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--queue", type=int, default=1)
     parser.add_argument("--delay-ms", type=float, default=100.0, help="the round trip added (half each way)")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="the round trip's spread (+/- half each way)")
