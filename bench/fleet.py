@@ -85,8 +85,8 @@ def timed(ref, inventory, config, log_name, extra_args=(), adhoc=None, hosts=0):
     if result.returncode != 0 or result.bad_hosts():
         raise RuntimeError("%s failed (rc %d); see %s" % (log_name, result.returncode, result.log))
     if adhoc is not None and result.answered_hosts() != hosts:
-        raise RuntimeError("%s: %d of %d hosts answered; see %s" % (log_name, result.answered_hosts(),
-                                                                   hosts, result.log))
+        raise RuntimeError("%s: %d of %d hosts answered; see %s"
+                           % (log_name, result.answered_hosts(), hosts, result.log))
     return result
 
 

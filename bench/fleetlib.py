@@ -327,8 +327,7 @@ class AdhocRun(PlaybookRun):
         states = {}
         for line in self.output.splitlines():
             parts = [part.strip() for part in line.split(" | ")]
-            if len(parts) >= 2 and parts[1].split()[0] in ("CHANGED", "SUCCESS", "FAILED!", "FAILED",
-                                                            "UNREACHABLE!"):
+            if len(parts) >= 2 and parts[1].split()[0] in ("CHANGED", "SUCCESS", "FAILED!", "FAILED", "UNREACHABLE!"):
                 states[parts[0]] = parts[1].split()[0].rstrip("!")
         return states
 
