@@ -3,38 +3,53 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A sweep of 1,000 loopback targets: sipguard.firewall.port_probe vs `nmap -sT`.
+"""Sweeps of 1,000 and 10,000 loopback targets: sipguard.firewall.port_probe vs `nmap -sT`.
 
-Run with `.venv/bin/python bench/probe_sweep.py` (after `make setup`; as root it installs
-Debian's nmap with apt-get when it is missing). A figure printer, not a test: nothing here
-asserts a target, and nothing it does leaves loopback.
+Run with `make bench-probe-sweep` or `.venv/bin/python bench/probe_sweep.py [--targets 1000,10000]`
+(after `make setup`; as root it installs Debian's nmap with apt-get when it is missing). A figure
+printer, not a test: nothing here asserts a target, and nothing it does leaves loopback.
 
-What it sets up, in a child process it starts and stops itself (only on 127.0.0.0/8, which
-the kernel routes to `lo` without any address configuration):
+For each target count N (default 1,000 then 10,000), what it sets up, in a child process it
+starts and stops itself (only on 127.0.0.0/8, which the kernel routes to `lo` without any
+address configuration; the child raises its RLIMIT_NOFILE soft limit for the sockets it holds):
 
-  * "open"     400 addresses 127.1.x.y: a TLS SIP server on TCP (answers OPTIONS with 200 OK)
-               and a SIP responder on UDP, both on the port;
-  * "closed"   400 addresses 127.2.x.y: nothing bound (TCP reset, ICMP port unreachable);
-  * "silent"   200 addresses 127.3.x.y: TCP listeners with a backlog of 0 whose accept queue
-               one connection of ours fills and nobody drains, so the kernel drops every
-               further SYN without an answer; UDP sockets bound and never read.
+  * "open"     40 % of N, addresses 127.1.x.y: a TLS SIP server on TCP (answers OPTIONS with
+               200 OK) and a SIP responder on UDP, both on the port;
+  * "closed"   40 %, 127.2.x.y: nothing bound (TCP reset, ICMP port unreachable);
+  * "silent"   20 %, 127.3.x.y: TCP listeners with a backlog of 0 whose accept queue one
+               connection of ours fills and nobody drains, so the kernel drops every further
+               SYN without an answer; UDP sockets bound and never read.
+  Nothing listens on PORT+1 on any of these addresses: a connect there gets a reset, also on
+  the silent ones (port_probe's rtt_ports below).
 
 That "silent" is an emulation: no firewall rule is added on this machine (none may be).
 A real DROP rule behaves the same on the wire (SYNs are never answered), but the silence
 comes from the listener here, not from a packet filter - targets filtered by a firewall
-need the container fleet, which issue 7 adds.
+are in the container fleet benchmarks.
 
-Then it probes the 1,000 addresses, each run in a fresh process (so that its peak RSS, from
-wait4(), is its own), with concurrency 256, timeout 1 s and 1 retry:
+Then it probes the N addresses, each run in a fresh process (so that its wall time, CPU time
+and peak RSS, from wait4(), are its own), port_probe with concurrency 256, timeout 1 s and
+1 retry:
 
-  1. port_probe, TCP only, no TLS, no SIP - what `nmap -sT` does; its 2 attempts share the
-     1 s window;
-  1b. the same with timeout 2 s - the total wait on a silent target that nmap makes below;
-  2. `nmap -sT -Pn -n -p PORT --max-retries 1 --max-rtt-timeout 1000ms ...` (one probe plus one
-     retransmission of at most 1 s each, 256 in parallel, all hosts in one group);
-  3. port_probe with its defaults (TCP and UDP, TLS handshake, SIP OPTIONS).
+  1.  port_probe, TCP only, no TLS, no SIP - what `nmap -sT` does; no rtt_ports, so a silent
+      target has no round trip to learn from and its 2 attempts share the 1 s window;
+  1b. (1,000 only) the same with timeout 2 s - the total wait on silence of nmap's fixed row;
+  2.  (1,000 only) `nmap -sT -Pn -n -p PORT --max-retries 1 --max-rtt-timeout 1000ms ...`, its
+      RTT timeout fixed at 1 s, and the same with its adaptive timeout capped at 1 s;
+  3.  nmap -sT as users run it: nmap's own timing (adaptive RTT timeout, its default retries and
+      host timeout) with only what a fair comparison needs: -Pn -n -p PORT and port_probe's
+      concurrency as nmap's parallelism (--min-parallelism 256 --max-parallelism 256); once with
+      every target in one host group (--min-hostgroup N, as port_probe takes every target into
+      one pool: the anchor of the ratio) and once in nmap's own host groups;
+  4.  port_probe, TCP only, no TLS, no SIP, rtt_ports [PORT+1] and adapt_timeout true: every
+      address's reset on PORT+1 teaches its round trip, so silence is concluded after the
+      adapted window (never below 0.1 s, never above timeout);
+  5.  (1,000 only) port_probe with its defaults (TCP and UDP, TLS handshake, SIP OPTIONS).
 
-Every child has a hard time limit; every count is fixed.
+Prints per row the wall time, CPU time, peak RSS, wrong states and the state counts, for
+port_probe the silence windows it used, and at the end the ratio port_probe (4) / nmap (3) at
+every N (target <= 1.0x with 0 wrong states; printed, never asserted). Every child has a hard
+time limit; every count is fixed.
 """
 
 from __future__ import annotations
@@ -222,7 +237,8 @@ def sweep(port, full, targets_file, timeout=None, rtt_port=None):
 
 
 def measured(argv, stdin_text=None):
-    """(stdout, stderr, wall seconds, peak RSS MiB, exit code) of a child with a hard time limit.
+    """(stdout, stderr, wall seconds, peak RSS MiB, exit code) of a child with a hard time limit;
+    its CPU seconds (user + system) in measured.cpu.
 
     wait4() gives the child's own ru_maxrss (RUSAGE_CHILDREN would be the largest so far).
     """
@@ -250,6 +266,7 @@ def measured(argv, stdin_text=None):
         stream.seek(0)
         outputs.append(stream.read().decode("utf-8", "replace"))
         stream.close()
+    measured.cpu = usage.ru_utime + usage.ru_stime
     return outputs[0], outputs[1], wall, usage.ru_maxrss / 1024.0, child.returncode
 
 
@@ -387,9 +404,10 @@ def one_size(me, nmap, port, size):
             runs.append(("full", "port_probe defaults (tcp+udp, TLS, SIP)", sweep_argv + ["--full"]))
         server = start_server(me, port, size)
         try:
-            _out, _err, _wall, idle_rss, _rc = measured(me + ["--idle"])
-            print("  baseline: a Python process that imports _probe peaks at %.1f MiB RSS" % idle_rss)
-            print("%-44s %9s %12s %10s  %s" % ("run", "wall s", "peak RSS MiB", "wrong", "states"))
+            _out, _err, idle_wall, idle_rss, _rc = measured(me + ["--idle"])
+            print("  baseline: a Python process that imports _probe takes %.2f s (%.2f CPU-s) and peaks at %.1f MiB RSS"
+                  % (idle_wall, measured.cpu, idle_rss))
+            print("%-44s %9s %6s %12s %10s  %s" % ("run", "wall s", "CPU s", "peak RSS MiB", "wrong", "states"))
             for key, label, argv in runs:
                 out, err, wall, rss, code = measured(argv)
                 if code != 0:
@@ -397,17 +415,19 @@ def one_size(me, nmap, port, size):
                     continue
                 if key.startswith("nmap"):
                     table, wrong = tally(kinds, nmap_states(out), EXPECTED_TCP)
-                    print("%-44s %9.2f %12.1f %10d  %s" % (label, wall, rss, wrong, show_table(table)))
+                    print("%-44s %9.2f %6.2f %12.1f %10d  %s" % (label, wall, measured.cpu, rss, wrong,
+                                                                 show_table(table)))
                     results[key] = (wall, wrong)
                     continue
                 report = json.loads(out)
                 tcp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/tcp")}
                 table, wrong = tally(kinds, tcp, EXPECTED_TCP)
                 results[key] = (wall, wrong)
-                print("%-44s %9.2f %12.1f %10d  tcp %s" % (label, wall, rss, wrong, show_table(table)))
+                print("%-44s %9.2f %6.2f %12.1f %10d  tcp %s" % (label, wall, measured.cpu, rss, wrong,
+                                                                     show_table(table)))
                 windows = report["windows"]
-                print("%-44s %9s %12s %10s  (probe time inside the process: %.2f s; silence windows %s)"
-                      % ("", "", "", "", report["wall"], (
+                print("%-44s %9s %6s %12s %10s  (probe time inside the process: %.2f s; silence windows %s)"
+                      % ("", "", "", "", "", report["wall"], (
                           "%d-%d ms, median %d ms, %d of %d at the timeout" % (
                               windows[0], windows[-1], windows[len(windows) // 2],
                               sum(1 for w in windows if w >= TIMEOUT * 1000), len(windows))
@@ -415,11 +435,11 @@ def one_size(me, nmap, port, size):
                 udp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/udp")}
                 if udp:
                     table, wrong = tally(kinds, udp, EXPECTED_UDP)
-                    print("%-44s %9s %12s %10d  udp %s" % ("", "", "", wrong, show_table(table)))
+                    print("%-44s %9s %6s %12s %10d  udp %s" % ("", "", "", "", wrong, show_table(table)))
                     sip = sum(1 for v in report["states"].values() if v[1])
                     tls = sum(1 for v in report["states"].values() if v[2])
-                    print("%-44s %9s %12s %10s  TLS details on %d, SIP answers on %d records"
-                          % ("", "", "", "", tls, sip))
+                    print("%-44s %9s %6s %12s %10s  TLS details on %d, SIP answers on %d records"
+                          % ("", "", "", "", "", tls, sip))
         finally:
             stop_server(server)
     return results
@@ -491,7 +511,7 @@ def main():
                                                                        rows["pp-rtt"][0] / rows["nmap-dg"][0])
         print(line)
     print("\nwall s = the child process from start to exit (interpreter start-up and imports included);"
-          " peak RSS = that child's ru_maxrss (wait4).")
+          " CPU s and peak RSS = that child's ru_utime + ru_stime and ru_maxrss (wait4).")
     print("Lower bound of the fixed window: port_probe sends its retries + 1 attempts within one timeout window,"
           " so a silent target without a round trip takes timeout = %gs (nmap with a fixed wait: %gs per target);"
           " silent probes share %d slots: at least ceil(silent / %d) x timeout." % (
