@@ -58,7 +58,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import math
 import os
 import random
 import resource
@@ -423,8 +422,8 @@ def one_size(me, nmap, port, size):
                 tcp = {k.split("/")[0]: v[0] for k, v in report["states"].items() if k.endswith("/tcp")}
                 table, wrong = tally(kinds, tcp, EXPECTED_TCP)
                 results[key] = (wall, wrong)
-                print("%-44s %9.2f %6.2f %12.1f %10d  tcp %s" % (label, wall, measured.cpu, rss, wrong,
-                                                                     show_table(table)))
+                print("%-44s %9.2f %6.2f %12.1f %10d  tcp %s"
+                      % (label, wall, measured.cpu, rss, wrong, show_table(table)))
                 windows = report["windows"]
                 print("%-44s %9s %6s %12s %10s  (probe time inside the process: %.2f s; silence windows %s)"
                       % ("", "", "", "", "", report["wall"], (
@@ -507,8 +506,8 @@ def main():
             size, rows["pp-rtt"][0], rows["nmap"][0], rows["pp-rtt"][0] / rows["nmap"][0], rows["pp-rtt"][1],
             rows["nmap"][1])
         if "nmap-dg" in rows:
-            line += "; vs nmap in its own host groups %.2f s: %.2fx" % (rows["nmap-dg"][0],
-                                                                       rows["pp-rtt"][0] / rows["nmap-dg"][0])
+            line += "; vs nmap in its own host groups %.2f s: %.2fx" % (
+                rows["nmap-dg"][0], rows["pp-rtt"][0] / rows["nmap-dg"][0])
         print(line)
     print("\nwall s = the child process from start to exit (interpreter start-up and imports included);"
           " CPU s and peak RSS = that child's ru_utime + ru_stime and ru_maxrss (wait4).")
