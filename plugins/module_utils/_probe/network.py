@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import socket
 import time
 from typing import List
@@ -112,9 +111,10 @@ async def learn_round_trip(path, family, sockaddr, request):
         sock = await asyncio.wait_for(tcp.tcp_connect(family, sockaddr), request.timeout)
     except asyncio.TimeoutError:
         return
-    except OSError as exc:
-        if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-            path.sample(time.monotonic() - started)
+    except ConnectionRefusedError:  # a reset (OSError(ECONNREFUSED) is one too)
+        path.sample(time.monotonic() - started)
+        return
+    except OSError:
         return
     path.sample(time.monotonic() - started)
     sock.close()

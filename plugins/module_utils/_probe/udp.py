@@ -59,14 +59,13 @@ class _Datagrams:
         self.reading = False
 
     def wake(self):
-        """End the current wait with nothing (the silence window changed)."""
+        """End the current wait: something arrived, or the silence window changed."""
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     def _arrived(self, item):
         self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.wake()
 
     def _read_ready(self):
         try:
@@ -149,7 +148,6 @@ async def probe_udp(record, family, sockaddr, request, path):
         reply = None
         provisional = None
         started = last_sent = time.monotonic()
-        window = path.window(request, "udp")
         while True:
             now = time.monotonic()
             if reply is None:
