@@ -148,10 +148,11 @@ async def probe_udp(record, family, sockaddr, request, path):
         reply = None
         provisional = None
         started = last_sent = time.monotonic()
+        window = path.window(request, "udp")
         while True:
             now = time.monotonic()
             if reply is None:
-                window = path.window(request, "udp")
+                window = path.window(request, "udp")  # a sample since the last wake shrinks it
             if reply is None and record["attempts"] <= request.retries \
                     and now >= next_wake(started, record["attempts"], window, request.retries):
                 datagrams.send(datagram)  # a retransmission is the same request (same branch)
