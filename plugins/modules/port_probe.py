@@ -46,7 +46,10 @@ description:
     5 ms); then srtt += (r - srtt) / 8, rttvar += (|r - srtt| - rttvar) / 4; rto = srtt + 4 x
     rttvar) - TCP (O(retries)+1) x rto, UDP the same plus 0.5 s (RFC 3261's T1: a SIP server
     answers the datagram itself, a kernel answers a SYN) - never below 0.1 s (nmap's minimum
-    round-trip timeout) and never above O(timeout). A round trip learned while a probe waits
+    round-trip timeout) and never above O(timeout). A connect's round trip is the kernel's own
+    (TCP_INFO), and each attempt's window counts from the moment its SYN really leaves, so a busy
+    controller that notices answers late neither stretches the windows it learns nor cuts an
+    attempt short. A round trip learned while a probe waits
     shortens its window at once. An open port answers within one round trip, so a short
     window calls no open port filtered; on a lossy path, raise O(retries) (each attempt is one
     more chance for the SYN and its answer to get through). A host that answers on none of

@@ -116,7 +116,7 @@ async def learn_round_trip(path, family, sockaddr, request):
         return
     except OSError:
         return
-    path.sample(time.monotonic() - started)
+    path.sample(tcp.kernel_rtt(sock) or time.monotonic() - started)
     sock.close()
 
 

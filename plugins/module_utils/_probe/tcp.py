@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
 import time
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._probe.certificate import (
@@ -179,6 +180,36 @@ def _abort(writer):
         transport.abort()
 
 
+# struct tcp_info (linux/tcp.h): tcpi_rtt, the smoothed round trip in microseconds, is the u32
+# after 8 one-byte fields and 15 u32 fields.
+_TCPI_RTT_OFFSET = 68
+
+
+def kernel_rtt(sock):
+    """The kernel's own round trip of a connected TCP socket (TCP_INFO tcpi_rtt, from the SYN and
+    its SYN-ACK), in seconds; None where the kernel does not tell (not Linux, nothing measured).
+
+    Timed by the kernel when the packets come and go, it holds none of the event loop's lag: a
+    controller busy with thousands of probes notices an answer late, and that lateness is not
+    the network's."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < _TCPI_RTT_OFFSET + 4:
+        return None
+    rtt = struct.unpack_from("=I", info, _TCPI_RTT_OFFSET)[0]
+    return rtt / 1e6 if rtt else None
+
+
+async def _timed_connect(family, sockaddr, starts):
+    """One connect attempt that notes when it really starts: a task runs only when the event
+    loop comes to it, which on a busy controller is well after it was scheduled. The window is
+    counted from the moment the SYN leaves, not from the moment it was planned."""
+    starts[asyncio.current_task()] = time.monotonic()
+    return await tcp_connect(family, sockaddr)
+
+
 async def _connect_attempts(family, sockaddr, request, path):
     """Race up to ``retries + 1`` connect attempts started evenly across the silence window.
 
@@ -192,19 +223,21 @@ async def _connect_attempts(family, sockaddr, request, path):
     the whole window.
     """
     loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    starts = {}  # attempt task -> when it started
+    starts = {}  # attempt task -> when it started: planned, then when its connect really began
+    first = None
     waiter = Waiter()
     winner = None
     path.listeners.add(waiter.wake)
     try:
         while True:
             now = time.monotonic()
+            started = now if first is None else starts[first]
             window = path.window(request, "tcp")
             if len(starts) <= request.retries and now >= next_wake(started, len(starts), window, request.retries):
-                attempt = asyncio.ensure_future(tcp_connect(family, sockaddr))
+                attempt = asyncio.ensure_future(_timed_connect(family, sockaddr, starts))
                 attempt.add_done_callback(waiter.wake)
                 starts[attempt] = now
+                first = attempt if first is None else first
             done = [task for task in starts if task.done()]
             if not done:  # as asyncio.wait(FIRST_COMPLETED, timeout), without its per-call set-up
                 deadline = silence_deadline(started, max(starts.values()), window, request)
@@ -218,9 +251,12 @@ async def _connect_attempts(family, sockaddr, request, path):
                 error = winner.exception()
                 if error is not None and not isinstance(error, OSError):
                     raise error
-                if error is None or isinstance(error, ConnectionRefusedError):
-                    path.sample(rtt)  # a SYN-ACK or a reset: the kernel's answer, one round trip
+                if error is None:
+                    path.sample(kernel_rtt(winner.result()) or rtt)  # a SYN-ACK: one round trip
+                elif isinstance(error, ConnectionRefusedError):
+                    path.sample(rtt)  # a reset: one round trip (the kernel keeps no time of it)
                 return (winner.result() if error is None else None), error, len(starts), rtt, None
+            started = starts[first]
             window = path.window(request, "tcp")
             deadline = silence_deadline(started, max(starts.values()), window, request)
             if time.monotonic() >= deadline:

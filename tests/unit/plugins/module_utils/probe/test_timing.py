@@ -175,3 +175,60 @@ def test_every_attempt_gets_its_share_of_the_window_also_when_it_shrank_meanwhil
     assert silence_deadline(0.0, 0.15, 0.2, req) == pytest.approx(0.25)
     assert silence_deadline(0.0, 0.1, 0.2, req) == pytest.approx(0.2)
     assert silence_deadline(0.0, 1.9, 1.0, req) == 2.0  # never after timeout
+
+
+def busy_loop(seconds):
+    """What a controller with thousands of probes in flight does to one probe: the event loop
+    comes back to it late. A callback that holds the loop (scheduled before the probe's attempt,
+    so it runs between the attempt being planned and its connect really starting)."""
+    asyncio.get_running_loop().call_soon(time.sleep, seconds)
+
+
+def test_a_busy_controller_does_not_turn_a_late_started_attempt_into_silence(monkeypatch):
+    """The window counts from the moment the SYN leaves, not from when the attempt was planned:
+    the loop is held for 0.3 s before the connect starts, the reset comes 50 ms after it, the
+    learned window is the 0.1 s floor. Counted from the plan the reset would come 0.25 s after the
+    window ended and a closed port would be called filtered (seen once in the sweep at load 6)."""
+    connect, _leftovers = emulated({PROBED: (0.05, "reset")})
+    monkeypatch.setattr(tcp, "tcp_connect", connect)
+
+    async def probe():
+        path = Path()
+        path.sample(0.001)
+        assert path.window(request(timeout=2.0, retries=0), "tcp") == RTT_FLOOR
+        busy_loop(0.3)
+        return await tcp._connect_attempts(socket.AF_INET, ("127.0.0.1", PROBED), request(timeout=2.0, retries=0), path)
+
+    sock, error, attempts, rtt, window = asyncio.run(probe())
+    assert (sock, type(error), attempts, window) == (None, ConnectionRefusedError, 1, None)
+    assert 0.04 <= rtt < 0.25  # from the connect's real start: the reset's 50 ms, not the loop's 0.3 s
+
+
+def test_the_round_trip_of_a_connect_is_the_kernels_not_the_loops(monkeypatch):
+    """A connected socket's sample is the kernel's own (TCP_INFO tcpi_rtt, microseconds on
+    loopback), not the time the loop took to notice the SYN-ACK (held here for 0.3 s): a busy
+    controller does not stretch every window it learns."""
+    real_connect = tcp.tcp_connect
+
+    async def noticed_late(family, sockaddr):
+        sock = await real_connect(family, sockaddr)
+        time.sleep(0.3)  # the loop busy with other probes before this one sees its answer
+        return sock
+
+    monkeypatch.setattr(tcp, "tcp_connect", noticed_late)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    try:
+        async def probe():
+            path = Path()
+            found = await tcp._connect_attempts(socket.AF_INET, listener.getsockname(), request(timeout=2.0, retries=0), path)
+            found[0].close()
+            return path, found
+
+        path, (_sock, error, _attempts, rtt, _window) = asyncio.run(probe())
+    finally:
+        listener.close()
+    assert error is None and rtt >= 0.3  # the record's rtt_ms: when the probe saw the answer
+    assert 0 < path.srtt < 0.05  # the path's sample: the kernel's round trip
+    assert tcp.kernel_rtt(socket.socket()) is None  # nothing measured on an unconnected socket
