@@ -159,6 +159,37 @@ def test_serial_batches_close_every_host_with_its_own_values_and_write_one_repor
     for name in ("sgi-2", "sgi-3"):
         assert probe("udp", fleet["addresses"][name][0]) == "open|filtered"
     assert "5061: 0 exposed, 5 closed, 0 unreachable, 0 failed; changed: 5" in result.stdout
+    # the check play checked the whole run; the three batches do not check it again
+    assert result.stdout.count("TASK [sipguard.firewall.sips : Check the run as a whole") == 1
+
+
+def test_a_play_of_your_own_with_serial_is_still_checked_batch_by_batch(fleet, tmp_path):
+    """The role on its own (no check play before it) validates each batch itself: a later
+    batch whose host sets another report dir is refused, naming it, before it changes."""
+    play = tmp_path / "own.yml"
+    play.write_text(json.dumps([{
+        "name": "Our own close", "hosts": "all", "gather_facts": False, "serial": 3,
+        "tasks": [{"name": "Close", "ansible.builtin.include_role": {"name": "sipguard.firewall.sips"},
+                   "vars": {"sips_mode": "enforce", "sips_state": "closed"}}]}]))
+    extra_host_vars = fleet["inventory"] / "host_vars" / "sgi-5.yml"
+    group_all = fleet["inventory"] / "group_vars" / "all.yml"
+    saved = extra_host_vars.read_text()
+    extra_host_vars.write_text(json.dumps(dict(json.loads(saved), sips_report_dir=str(tmp_path / "elsewhere"))))
+    group_all.write_text(json.dumps({"sips_report_dir": str(tmp_path / "report")}))
+    before = states()
+    try:
+        result = run([PLAYBOOK, str(play), "-i", str(fleet["inventory"] / "hosts.yml"), "--check"], check=False)
+    finally:
+        extra_host_vars.write_text(saved)
+        group_all.unlink()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "sips_report_dir must be one value for the whole run, but the hosts differ" in output
+    assert "'%s' on sgi-5" % (tmp_path / "elsewhere") in output
+    assert output.count("TASK [sipguard.firewall.sips : Close or restore the port") == 1  # the first batch only
+    assert output.count("TASK [sipguard.firewall.sips : Check the run as a whole") == 2  # each batch
+    assert states() == before  # --check, and the second batch refused before its step
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_the_rerun_changes_nothing_and_the_audit_compares_with_the_whole_run(fleet, report_dir):
