@@ -115,24 +115,26 @@ def states(records):
 
 def test_at_100_ms_round_trip_the_window_follows_it_and_calls_no_open_port_filtered(target):
     emulate(100, 40, 0)
-    opened, dropped = case("100 ms +/- 20, no loss, timeout 3", target, timeout=3.0, retries=1, rtt_ports=[RTT_PORT])
+    opened, dropped = case("100 ms +/- 40, no loss, timeout 3", target, timeout=3.0, retries=1, rtt_ports=[RTT_PORT])
     assert states(opened) == ["open"], [r for r in opened if r["state"] != "open"][:3]
     assert states(dropped) == ["filtered"]
     rtts = [record["rtt_ms"] for record in opened]
-    assert min(rtts) >= 70  # the delay is real: 100 ms +/- 20
+    # the delay is real: each way 50 ms +/- 20, so the round trip is 60-140 ms, timed from the
+    # moment the SYN left
+    assert min(rtts) >= 60
     for record in dropped:
-        # one sample r of 100 ms or more (80 probes at once queue in the delayer): 2 attempts x 5 r;
-        # below the 3 s timeout, far above r
+        # a first sample r of 60 ms or more (the kernel's round trip of the timing connect):
+        # 2 attempts x 5 r; below the 3 s timeout, far above r
         assert 600 <= record["window_ms"] < 2900, record
     assert statistics.median(record["window_ms"] for record in dropped) < 2000
 
 
 def test_at_300_ms_round_trip_the_window_grows_with_it(target):
     emulate(300, 60, 0)
-    opened, dropped = case("300 ms +/- 30, no loss, timeout 4", target, timeout=4.0, retries=1, rtt_ports=[RTT_PORT])
+    opened, dropped = case("300 ms +/- 60, no loss, timeout 4", target, timeout=4.0, retries=1, rtt_ports=[RTT_PORT])
     assert states(opened) == ["open"], [r for r in opened if r["state"] != "open"][:3]
     assert states(dropped) == ["filtered"]
-    assert min(record["rtt_ms"] for record in opened) >= 250
+    assert min(record["rtt_ms"] for record in opened) >= 240  # each way 150 ms +/- 30
     for record in dropped:  # 2 x 5 x 300 ms or more, capped at timeout (a sample that queued long)
         assert 2000 <= record["window_ms"] <= 4000, record
     assert statistics.median(record["window_ms"] for record in dropped) < 3800
