@@ -224,20 +224,18 @@ async def _connect_attempts(family, sockaddr, request, path):
     """
     loop = asyncio.get_running_loop()
     starts = {}  # attempt task -> when it started: planned, then when its connect really began
-    first = None
     waiter = Waiter()
     winner = None
     path.listeners.add(waiter.wake)
     try:
         while True:
             now = time.monotonic()
-            started = now if first is None else starts[first]
+            started = min(starts.values(), default=now)  # the first attempt's real start
             window = path.window(request, "tcp")
             if len(starts) <= request.retries and now >= next_wake(started, len(starts), window, request.retries):
                 attempt = asyncio.ensure_future(_timed_connect(family, sockaddr, starts))
                 attempt.add_done_callback(waiter.wake)
                 starts[attempt] = now
-                first = attempt if first is None else first
             done = [task for task in starts if task.done()]
             if not done:  # as asyncio.wait(FIRST_COMPLETED, timeout), without its per-call set-up
                 deadline = silence_deadline(started, max(starts.values()), window, request)
@@ -256,7 +254,7 @@ async def _connect_attempts(family, sockaddr, request, path):
                 elif isinstance(error, ConnectionRefusedError):
                     path.sample(rtt)  # a reset: one round trip (the kernel keeps no time of it)
                 return (winner.result() if error is None else None), error, len(starts), rtt, None
-            started = starts[first]
+            started = min(starts.values())
             window = path.window(request, "tcp")
             deadline = silence_deadline(started, max(starts.values()), window, request)
             if time.monotonic() >= deadline:
