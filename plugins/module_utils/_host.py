@@ -92,18 +92,31 @@ class Host:
             return None
 
     @staticmethod
-    def write_atomic(path, text):
+    def file_mode(path):
+        """The permission bits of path; None when it does not exist."""
+        try:
+            return os.stat(path).st_mode & 0o7777
+        except OSError:
+            return None
+
+    @staticmethod
+    def write_atomic(path, text, mode=None):
         """Replace path with text atomically (``_atomic.write_atomic``), keeping the old file's
-        mode and ownership; the temporary file is ``.sipguard-*`` in the same directory."""
+        mode (unless mode is given) and ownership; the temporary file is ``.sipguard-*`` in the
+        same directory. text None removes the file (nothing to do when it is not there)."""
         try:
             current = os.stat(path)
-            mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
+            old_mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
         except OSError:
-            mode, owner = 0o640, (0, 0)
+            old_mode, owner = 0o640, (0, 0)
         try:
-            write_atomic(path, text, mode=mode, owner=owner, prefix=".sipguard-")
+            if text is None:
+                if os.path.lexists(path):
+                    os.unlink(path)
+                return
+            write_atomic(path, text, mode=old_mode if mode is None else mode, owner=owner, prefix=".sipguard-")
         except (IOError, OSError) as exc:
-            raise HostError("cannot write %s: %s" % (path, exc.strerror))
+            raise HostError("cannot %s %s: %s" % ("remove" if text is None else "write", path, exc.strerror))
 
     @staticmethod
     @contextmanager
@@ -161,8 +174,11 @@ class ReadOnlyHost:
             raise WriteRefused("read-only host (check mode or an audit): refused to run %s" % " ".join(argv))
         return self._host.run(argv, data=data)
 
-    def write_atomic(self, path, text):
+    def write_atomic(self, path, text, mode=None):
         raise WriteRefused("read-only host (check mode or an audit): refused to write %s" % path)
+
+    def file_mode(self, path):
+        return self._host.file_mode(path)
 
     def find_executable(self, name):
         return self._host.find_executable(name)

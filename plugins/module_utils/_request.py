@@ -28,7 +28,8 @@ REQUEST_ARGUMENT_SPEC = dict(
 )
 # What the audit asks of the close's options: it never changes anything.
 AUDIT_DEFAULTS = dict(state="closed", action="deny", conflicts="shadow", inactive="skip", comment="sipguard",
-                      lock_timeout=0)
+                      lock_timeout=0, docker="report")
+DOCKER_CHOICES = ("close", "report")
 
 
 class RequestError(ValueError):
@@ -56,6 +57,7 @@ class PortRequest:
     inactive: str
     comment: str
     lock_timeout: int
+    docker: str = "report"
 
     @classmethod
     def from_params(cls, params):
@@ -78,7 +80,7 @@ class PortRequest:
         return cls(port=port, protocols=protocols, families=families, state=params["state"],
                    action=params["action"], trusted_sources=tuple(dict.fromkeys(sources)),
                    conflicts=params["conflicts"], inactive=params["inactive"], comment=comment,
-                   lock_timeout=params["lock_timeout"])
+                   lock_timeout=params["lock_timeout"], docker=params["docker"])
 
     def sources_for(self, family):
         return [source for source in self.trusted_sources if family_of(source) == family]

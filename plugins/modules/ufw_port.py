@@ -94,6 +94,33 @@ options:
     description: Seconds to wait for UFW's lock when another ufw command or run holds it.
     type: int
     default: 30
+  docker:
+    description:
+      - What to do on a host with Docker (a C(dockerd) executable, or Docker's C(DOCKER) or
+        C(DOCKER-USER) chains loaded), where a container publishing O(port) (C(docker run -p 5061:...))
+        is reached through Docker's DNAT and filter C(FORWARD), which UFW's rules for O(port) never see.
+      - V(close) drops (V(reject) with O(action=reject)) every new IPv4 connection whose destination port
+        before Docker's DNAT is O(port), except from O(trusted_sources): C(-p 5061:15061) is closed,
+        C(-p 15061:5061) is not, other published ports and the containers' own outbound traffic keep
+        working. The rules live in a chain C(sips-docker-PORT) that C(/etc/ufw/after.rules) declares
+        between C(BEGIN)/C(END) lines, so every load of UFW refills it; a block in C(/etc/ufw/after.init)
+        (created, or added after the C(#!) line of yours and the file made executable) keeps the jump to
+        it as the first rule of C(DOCKER-USER) at every load, creating C(DOCKER-USER) before dockerd
+        starts at boot. Rules of your own in C(DOCKER-USER) are kept. It survives a restart of dockerd
+        (which keeps C(DOCKER-USER)), C(ufw reload) and reboots, and covers containers started later.
+      - Refused, changing nothing, when Docker's chains are loaded only in the other iptables backend
+        than UFW's (a block in UFW's files would never see them), and when C(/etc/ufw/after.init) exists
+        without a C(#!) line.
+      - O(state=absent) removes exactly what V(close) added - both blocks, the jump, the chain; a file it
+        created is removed and a mode it changed put back - whatever O(docker) says.
+      - V(report) changes nothing of Docker's path; the verdict still names a published port that stays
+        reachable through it. On a host without Docker neither value writes anything.
+      - IPv6 - Docker 20.10 publishes over IPv6 through its userland proxy (C(docker-proxy) listening on
+        C([::]:PORT)), which UFW's rules for O(port) govern like any local listener; with C(ip6tables)
+        enabled in dockerd there is no C(DOCKER-USER) for IPv6, and such a path is reported reachable.
+    type: str
+    choices: [close, report]
+    default: close
 notes:
   - Supports C(ufw) 0.35 and 0.36 (Debian 11-13, Ubuntu 20.04 and later) with the iptables-nft
     or iptables-legacy backend. The backend is the one UFW's chains are loaded in - where the
@@ -284,6 +311,7 @@ def main():
             inactive=dict(type="str", choices=["enable", "fail", "skip"], default="enable"),
             comment=dict(type="str", default="sipguard"),
             lock_timeout=dict(type="int", default=30),
+            docker=dict(type="str", choices=["close", "report"], default="close"),
             **REQUEST_ARGUMENT_SPEC
         ),
         supports_check_mode=True,

@@ -42,6 +42,7 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk 
     _Packet,
     _outcomes,
     _packet,
+    forwarded_packet,
     replies_never_leave,
 )
 
@@ -70,7 +71,7 @@ def find_bypasses(tables: Dict[str, Table], family: str, protocol: str, port: in
     tool = 'iptables' if family == 'ipv4' else 'ip6tables'
     bypasses = [] if _always_redirected(tables, packet) else list(
         _filter_bypasses(tables, packet, family, tool, ufw_absent_reason or 'ufw is not active'))
-    bypasses.extend(_nat_bypasses(tables, packet, ''))
+    bypasses.extend(_nat_bypasses(tables, packet, family, ''))
     other_tables = other_tables if other_tables is not None else legacy_tables
     if other_tables:
         bypasses.extend(_other_backend_bypasses(other_tables, packet, tool, backend))
@@ -151,8 +152,8 @@ def _filter_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, too
 
 
 _NAT_OWNERS = (
-    ('DOCKER', 'a Docker container publishes the port (docker run -p): unpublish it, bind it to 127.0.0.1, '
-               'or filter it in DOCKER-USER'),
+    ('DOCKER', 'a Docker container publishes the port (docker run -p): ufw_port with docker=close drops it in '
+               'DOCKER-USER; or unpublish it, or bind it to 127.0.0.1'),
     ('KUBE-', 'a Kubernetes Service (NodePort or external IP) exposes the port'),
     ('CNI-', 'a Kubernetes pod exposes the port as a hostPort (CNI portmap)'),
 )
@@ -168,6 +169,29 @@ def _dnat_port(destination: Optional[str]) -> Optional[str]:
     if destination.count(':') == 1:
         return destination.split(':', 1)[1]
     return None
+
+
+def _dnat_address(destination: Optional[str]) -> Optional[str]:
+    """The address of a DNAT --to-destination (`a.b.c.d[:P]`, `[v6]:P`, `v6`); None without one
+    or for a range of addresses."""
+    if not destination:
+        return None
+    if destination.startswith('['):
+        return destination[1:].partition(']')[0]
+    address = destination.split(':', 1)[0] if destination.count(':') == 1 else destination
+    return None if '-' in address else address
+
+
+def _forward_outcomes(tables: Dict[str, Table], packet: _Packet, family: str,
+                      destination: Optional[str]) -> Optional[List[_Outcome]]:
+    """What filter FORWARD does with the connection DNAT sends on to destination; None when it
+    is not forwarded (to this host's own address, or to a range the rule set cannot follow)."""
+    new_port = _dnat_port(destination)
+    if new_port is not None and not new_port.isdigit():
+        return None
+    forwarded = forwarded_packet(packet, family, _dnat_address(destination),
+                                 int(new_port) if new_port else packet.port)
+    return None if forwarded is None else _outcomes(tables.get('filter'), 'FORWARD', forwarded)
 
 
 def _always_redirected(tables: Dict[str, Table], packet: _Packet) -> bool:
@@ -189,19 +213,26 @@ def _filter_drops_port(tables: Dict[str, Table], packet: _Packet, to_ports: str)
     return all(outcome.action in (DROP, REJECT) for outcome in outcomes)
 
 
-def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, backend: str) -> Iterator[Bypass]:
+def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, backend: str) -> Iterator[Bypass]:
     port = '%s port %d' % (packet.protocol, packet.port)
     for outcome in _unique(_outcomes(tables.get('nat'), 'PREROUTING', packet)):
         rule = outcome.rule
         if outcome.action == 'dnat':
             destination = rule.target_options.get('--to-destination')
             new_port = _dnat_port(destination)
+            forward = _forward_outcomes(tables, packet, family, destination)
+            if forward is not None and all(item.action in (DROP, REJECT) for item in forward):
+                continue  # filter FORWARD drops it for every sender outside the trusted ones
+            letting = next((item for item in forward or () if item.action not in (DROP, REJECT)), None)
             effect = 'sends %s on to %s%s; that traffic is forwarded through FORWARD, not INPUT, so ufw\'s ' \
-                     'deny does not apply%s' % (
+                     'deny does not apply%s%s' % (
                          port, destination, _evidence(outcome),
+                         '' if letting is None else ', and filter FORWARD lets it through (%s%s)' % (
+                             'the policy ACCEPT' if letting.rule is None else _where(letting.rule),
+                             _evidence(letting)),
                          '; if that address is this host\'s own, it arrives as port %s, which ufw\'s rule for '
                          'port %d does not cover' % (new_port, packet.port)
-                         if new_port and new_port != str(packet.port) else '')
+                         if new_port and new_port != str(packet.port) and forward is None else '')
         elif outcome.action == 'redirect' and rule.target_options.get('--to-ports', str(packet.port)) != str(
                 packet.port):
             if _filter_drops_port(tables, packet, rule.target_options['--to-ports']):
@@ -227,7 +258,7 @@ def _other_backend_bypasses(other_tables: Dict[str, Table], packet: _Packet, too
                  'nor manages; the kernel applies both rule sets, so NAT there takes traffic past ufw; review them '
                  'with `%s-%s-save`' % (tool, other, _plural(count, 'rule'), ', '.join(with_rules), backend,
                                         tool, other))
-    yield from _nat_bypasses(other_tables, packet, '%s-%s: ' % (tool, other))
+    yield from _nat_bypasses(other_tables, packet, 'ipv4' if tool == 'iptables' else 'ipv6', '%s-%s: ' % (tool, other))
 
 
 def _nft_bypasses(nft_tables: Sequence[NftTable], family: str, packet: _Packet) -> Iterator[Bypass]:

@@ -232,4 +232,6 @@ _PORT_OPTIONS = {
     ('multiport', '--dports'): 'destination',
     ('tcp', '--sport'): 'source', ('udp', '--sport'): 'source', ('multiport', '--sports'): 'source',
     ('multiport', '--ports'): 'either',
+    # The destination port the connection had before DNAT (Docker's documented DOCKER-USER match).
+    ('conntrack', '--ctorigdstport'): 'original',
 }

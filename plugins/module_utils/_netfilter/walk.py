@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""What filter INPUT does with a new connection to a port: the first-match walk.
+"""What filter INPUT (or FORWARD) does with a new connection to a port: the first-match walk.
 
 The packet is a NEW TCP or UDP connection from a remote host to one of this host's own
-unicast addresses. A condition that the rule set alone cannot settle for such a packet (the
+unicast addresses; or, walked through FORWARD, the same connection once nat PREROUTING's DNAT
+sent it on to another address (a Docker container's), with the port it had before. A condition that the rule set alone cannot settle for such a packet (the
 sender's port or interface, ``-m recent``, ``-m set``, ...) is followed both ways; when the two
 ways disagree on whether the port is open, the answer is "uncertain" rather than a guess.
 
@@ -74,6 +75,9 @@ class _Packet(NamedTuple):
     interfaces: frozenset = frozenset()
     # Networks a path has assumed the source to be inside (it took a rule only that decided).
     inside: Tuple[Network, ...] = ()
+    # Walked through FORWARD: the destination port before DNAT (port is the one after it); the
+    # output interface is then unknown, and the connection's conntrack states are NEW and DNAT.
+    original_port: Optional[int] = None
 
 
 class _Fork(NamedTuple):
@@ -168,7 +172,8 @@ def _evaluate_criterion(criterion: Criterion, packet: _Packet) -> Optional[bool]
     elif flag == '-i':
         result = _interface_matches(str(value), packet)
     elif flag == '-o':
-        result = False  # INPUT and PREROUTING have no output interface yet
+        # INPUT and PREROUTING have no output interface yet; FORWARD's is a container bridge.
+        result = None if packet.original_port is not None else False
     elif flag == '-f':
         result = False  # the packet opening a connection is never a second or later fragment
     else:
@@ -182,6 +187,8 @@ def _destination_port(option: ModuleOption, packet: _Packet) -> Optional[bool]:
         return None  # the sender picks its port
     if direction == 'either':
         return True if option.ports.contains(packet.port) else None
+    if direction == 'original':
+        return option.ports.contains(packet.port if packet.original_port is None else packet.original_port)
     return option.ports.contains(packet.port)
 
 
@@ -194,6 +201,11 @@ def _opening_tcp_flags_match(option: ModuleOption, packet: _Packet) -> Optional[
 
 def _new_state_matches(option: ModuleOption, packet: _Packet) -> Optional[bool]:
     states = frozenset(option.args[0].split(',')) if option.args else frozenset()
+    if packet.original_port is not None:
+        # Forwarded after DNAT: the connection is NEW and DNAT; SNAT comes later (POSTROUTING).
+        if states & frozenset(('NEW', 'DNAT')):
+            return True
+        return False if states <= _DECIDABLE_CT_STATES | frozenset(('UNTRACKED',)) else None
     # UNTRACKED, SNAT, DNAT depend on raw/nat rules and on the connection, not on this rule set.
     return 'NEW' in states if states <= _DECIDABLE_CT_STATES else None
 
@@ -204,8 +216,10 @@ _OPTION_EVALUATORS = {
     ('conntrack', '--ctstate'): _new_state_matches,
     ('state', '--state'): _new_state_matches,
     ('comment', '--comment'): lambda option, packet: True,
-    # The destination is one of this host's addresses (route type LOCAL); the sender is remote.
-    ('addrtype', '--dst-type'): lambda option, packet: 'LOCAL' in option.args[0].split(','),
+    # The destination is one of this host's addresses (route type LOCAL), or once forwarded after
+    # DNAT a container's (UNICAST); the sender is remote.
+    ('addrtype', '--dst-type'): lambda option, packet: (
+        'LOCAL' if packet.original_port is None else 'UNICAST') in option.args[0].split(','),
     ('addrtype', '--src-type'): lambda option, packet: 'UNICAST' in option.args[0].split(','),
 }
 
@@ -309,6 +323,19 @@ def _packet(family: str, protocol: str, port: int, source: Optional[str] = None,
     mine = tuple(item for item in (ipaddress.ip_address(value) for value in local or ()) if item.version == version)
     return _Packet(protocol, port, address, networks, mine,
                    interfaces=frozenset(name for name in interfaces or () if name != 'lo'))
+
+
+def forwarded_packet(packet: _Packet, family: str, address: Optional[str], port: int) -> Optional[_Packet]:
+    """The packet as filter FORWARD sees it once DNAT sent it on to address:port, the input
+    interface as the nat path assumed it; None when the address is not of the family, is this
+    host's own (INPUT judges it then) or the host's own addresses are not known."""
+    try:
+        destination = ipaddress.ip_address(address or '')
+    except ValueError:
+        return None
+    if destination.version != (4 if family == 'ipv4' else 6) or not packet.local or destination in packet.local:
+        return None
+    return packet._replace(port=port, local=(destination,), original_port=packet.port)
 
 
 def verdict_for_port(tables: Dict[str, Table], family: str, protocol: str, port: int,

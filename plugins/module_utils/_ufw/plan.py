@@ -15,7 +15,7 @@ carried out without harm is refused here, before anything is written.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import Optional, Tuple
 
 from ansible_collections.sipguard.firewall.plugins.module_utils._exposure import ufw_ipv6_unmanaged
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse import (
@@ -24,6 +24,12 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse
     same_rules,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._request import PROTOCOLS
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.docker import (
+    DockerChange,
+    DockerRefused,
+    plan_docker,
+    tables_with_chain,
+)
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import (
     RulesFile,
     accepts_port,
@@ -82,10 +88,11 @@ class Change:
     start: bool = False  # ufw-init start once the files are written
     actions: Tuple[str, ...] = ()
     drift: Tuple[str, ...] = ()  # families whose running user chains differed from their file
+    docker: Optional[DockerChange] = None  # Docker-published port: after.rules, after.init, DOCKER-USER
 
     @property
     def changed(self):
-        return bool(self.writes or self.reload or self.start)
+        return bool(self.writes or self.reload or self.start or (self.docker and (self.docker.writes or self.docker.load)))
 
     def plan(self, family):
         return next(plan for plan in self.plans if plan.family == family)
@@ -223,6 +230,20 @@ def _plan_start(snapshot, request, plans):
 
 def plan_change(snapshot, request):
     """The whole change for the request on this snapshot. Raises UfwPortError for a refusal."""
+    change = _plan_ufw(snapshot, request)
+    if change.kind == SKIP:
+        return change
+    try:
+        docker = plan_docker(snapshot, request, running=change.kind == RUNNING and snapshot.loaded("ipv4"))
+    except DockerRefused as exc:
+        raise UfwPortError(str(exc), dict(ufw=ufw_facts(snapshot, change.kind == RUNNING)))
+    if docker is None:
+        return change
+    return replace(change, docker=docker, actions=change.actions + docker.actions)
+
+
+def _plan_ufw(snapshot, request):
+    """The change of UFW's own rules and state."""
     plans = tuple(plan_for(snapshot, request, family) for family in request.families)
     # A family UFW does not load (IPv6 with IPV6=no) has nothing to reload.
     running = all(snapshot.loaded(family) for family in request.families if family != "ipv6" or snapshot.ipv6)
@@ -254,4 +275,6 @@ def tables_after(snapshot, change):
             result[plan.family] = replace_chain_rules(snapshot.live[plan.family], "filter",
                                                       user_input_chain(plan.family),
                                                       user_input_lines(plan.after, plan.family))
+    if change.docker is not None and change.docker.lines is not None and "ipv4" in result:
+        result["ipv4"] = tables_with_chain(result["ipv4"], change.docker.lines, change.docker.port)
     return result

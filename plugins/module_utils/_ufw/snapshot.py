@@ -27,6 +27,11 @@ from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.parse
     parse_nft_ruleset,
 )
 from ansible_collections.sipguard.firewall.plugins.module_utils._netfilter.walk import has_ufw_chains
+from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.docker import (
+    AFTER_INIT,
+    AFTER_RULES,
+    docker_state,
+)
 from ansible_collections.sipguard.firewall.plugins.module_utils._ufw.rules import (
     RulesFile,
     UfwRulesError,
@@ -106,8 +111,11 @@ class UfwSnapshot:
     listeners: List = field(default_factory=list)
     owners: Dict = field(default_factory=dict)
     listeners_problem: Optional[str] = None
-    texts: Dict[str, str] = field(default_factory=dict)
+    texts: Dict[str, Optional[str]] = field(default_factory=dict)
+    modes: Dict[str, Optional[int]] = field(default_factory=dict)  # of texts' files that keep a mode of their own
     ufw_init: Optional[str] = None
+    # Docker on the host (IPv4): dockerd, its chains, the port's DOCKER-USER block (_ufw.docker).
+    docker: Optional[object] = None
 
     @property
     def enabled(self):
@@ -219,6 +227,18 @@ def _read_family(host, family, installed):
     return text, rules, backend, tables, other_tables, tools, notes
 
 
+def _read_docker(host, snapshot, port):
+    """after.rules, after.init (text and mode) and what the IPv4 tables say of Docker."""
+    snapshot.texts[AFTER_RULES] = host.read_text(AFTER_RULES)
+    snapshot.texts[AFTER_INIT] = host.read_text(AFTER_INIT)
+    snapshot.modes[AFTER_INIT] = host.file_mode(AFTER_INIT)
+    try:
+        snapshot.docker = docker_state(snapshot.live.get("ipv4"), snapshot.other.get("ipv4"),
+                                       host.find_executable("dockerd"), snapshot.texts[AFTER_RULES], port)
+    except ValueError as exc:
+        raise UfwPortError("%s: %s; nothing was changed" % (AFTER_RULES, exc))
+
+
 def read_snapshot(host, request, require_ufw=True):
     """Read UFW's configuration, its rule files, the running rule sets of request.families,
     `nft list ruleset` and the sockets on request.port: what the audit and the close judge.
@@ -255,6 +275,8 @@ def read_snapshot(host, request, require_ufw=True):
             snapshot.other[family] = other_tables
         if tools:
             snapshot.tools[family] = tools
+    if installed and "ipv4" in request.families:
+        _read_docker(host, snapshot, request.port)
     snapshot.local, snapshot.ipv6_interfaces = host_addresses(host)
     snapshot.interfaces = parse_net_dev(host.read_text(NET_DEV))
     nft = host.find_executable("nft")

@@ -51,6 +51,11 @@ def load_user_chains(host, snapshot, family, text):
     ``iptables-restore -n`` flushes each chain the file declares and refills it in one
     commit; the rest of the rule set stays. ufw itself loads user rules this way.
     """
+    load_rules(host, snapshot, family, text)
+
+
+def load_rules(host, snapshot, family, text):
+    """One `iptables-restore -n` of text into the family's backend: one commit per table."""
     host.run([snapshot.restore_command(family), "-n", "-w", IPTABLES_RESTORE_WAIT], data=text)
 
 
@@ -59,7 +64,7 @@ def _original(snapshot, path):
     return snapshot.rules_text[family] if family else snapshot.texts[path]
 
 
-def _put_back(host, snapshot, written, loaded, started):
+def _put_back(host, snapshot, change, written, loaded, started):
     """Undo what was done, newest first; the problems met on the way."""
     problems = []
     if started:
@@ -67,7 +72,12 @@ def _put_back(host, snapshot, written, loaded, started):
             host.run([snapshot.ufw_init, "stop"])
         except HostError as exc:
             problems.append(str(exc))
-    for family in loaded:
+    if "docker" in loaded:
+        try:
+            load_rules(host, snapshot, "ipv4", change.docker.undo)
+        except HostError as exc:
+            problems.append(str(exc))
+    for family in (family for family in loaded if family != "docker"):
         if snapshot.loaded(family):
             try:
                 load_user_chains(host, snapshot, family, snapshot.rules_text[family])
@@ -75,29 +85,37 @@ def _put_back(host, snapshot, written, loaded, started):
                 problems.append(str(exc))
     for path in reversed(written):
         try:
-            host.write_atomic(path, _original(snapshot, path))
+            host.write_atomic(path, _original(snapshot, path), mode=snapshot.modes.get(path))
         except HostError as exc:
             problems.append(str(exc))
     return problems
 
 
 def apply_change(host, snapshot, change):
-    """Write every file, load the user chains, start UFW; on any failure put all of it back."""
+    """Write every file, load the user chains and Docker's block, start UFW; on any failure put
+    all of it back."""
     written, loaded, started = [], [], False
+    docker = change.docker
     try:
         for path, text in change.writes:
             host.write_atomic(path, text)
+            written.append(path)
+        for path, text, mode in docker.writes if docker else ():
+            host.write_atomic(path, text, mode=mode)
             written.append(path)
         for family in change.reload:
             # iptables-restore commits a table whole or not at all: only families
             # whose load succeeded need their old chains back.
             load_user_chains(host, snapshot, family, render_rules_file(change.plan(family).after))
             loaded.append(family)
+        if docker and docker.load:
+            load_rules(host, snapshot, "ipv4", docker.load)
+            loaded.append("docker")
         if change.start:
             started = True
             host.run([snapshot.ufw_init, "start"])
     except HostError as exc:
-        problems = _put_back(host, snapshot, written, loaded, started)
+        problems = _put_back(host, snapshot, change, written, loaded, started)
         if change.start:
             done = "the previous files were put back and UFW stopped again"
         else:
@@ -107,12 +125,16 @@ def apply_change(host, snapshot, change):
             done if not problems else "PUTTING BACK FAILED TOO: %s" % "; ".join(problems)))
 
 
-def _diff(plans):
-    return [dict(before_header=FAMILY_FILES[plan.family].rules_path,
+def _diff(snapshot, change):
+    diff = [dict(before_header=FAMILY_FILES[plan.family].rules_path,
                  after_header=FAMILY_FILES[plan.family].rules_path,
                  before="".join(format_status_line(rule) + "\n" for rule in plan.before.rules),
                  after="".join(format_status_line(rule) + "\n" for rule in plan.after.rules))
-            for plan in plans]
+            for plan in change.plans]
+    for path, text, _mode in change.docker.writes if change.docker else ():
+        diff.append(dict(before_header=path, after_header=path, before=snapshot.texts.get(path) or "",
+                         after=text or ""))
+    return diff
 
 
 class Transaction:
@@ -170,7 +192,7 @@ class Transaction:
                       conflicts=[dict(rule=status_text(rule), family=plan.family, handling=handling)
                                  for plan in change.plans for rule, handling in plan.conflicts])
         if self.want_diff:
-            result["diff"] = _diff(change.plans)
+            result["diff"] = _diff(snapshot, change)
         if request.state == "closed":
             # The state before and who listens: what a fleet report shows next to the result.
             before = assess(request, snapshot, snapshot.live, closing=True)

@@ -51,7 +51,7 @@ class FakeHost:
 
     def __init__(self, rules_dir="allow-5061", saves=("ufw_deny.v4.save", "ufw_deny.v6.save"), loaded=True,
                  conf=UFW_CONF_ENABLED, fail_on=None, defaults=UFW_DEFAULTS, realpath="ufw_deny.realpath",
-                 other_saves=None, files=None, proc=None, nft=None):
+                 other_saves=None, files=None, proc=None, nft=None, dockerd=False, modes=None):
         self.files = {
             "/usr/sbin/ufw": UFW_SCRIPT,
             "/etc/ufw/ufw.conf": conf,
@@ -64,7 +64,10 @@ class FakeHost:
             for name in ("net/tcp", "net/tcp6", "net/udp", "net/udp6", "sys/net/ipv6/bindv6only"):
                 self.files["/proc/" + name] = fixture("proc", proc, *name.split("/"))
         self.files.update(files or {})
+        self.modes = {path: 0o644 for path in self.files}
+        self.modes.update(modes or {})
         self.nft = nft
+        self.dockerd = dockerd
         self.realpaths = dict(zip(("/usr/sbin/iptables", "/usr/sbin/ip6tables"),
                                   fixture("netfilter", realpath).split()))
         self.alternative = "legacy" if self.realpaths["/usr/sbin/iptables"].endswith("legacy-multi") else "nft"
@@ -89,7 +92,9 @@ class FakeHost:
         return "/etc/ufw/user.rules" if family == "ipv4" else "/etc/ufw/user6.rules"
 
     def find_executable(self, name):
-        return None if name == "nft" and self.nft is None else "/usr/sbin/" + name
+        if (name == "nft" and self.nft is None) or (name == "dockerd" and not self.dockerd):
+            return None
+        return "/usr/sbin/" + name
 
     def read_text(self, path):
         return self.files.get(path)
@@ -97,8 +102,16 @@ class FakeHost:
     def realpath(self, path):
         return self.realpaths.get(path, path)
 
-    def write_atomic(self, path, text):
+    def write_atomic(self, path, text, mode=None):
+        if text is None:
+            self.files.pop(path, None)
+            self.modes.pop(path, None)
+            return
         self.files[path] = text
+        self.modes[path] = mode if mode is not None else self.modes.get(path, 0o640)
+
+    def file_mode(self, path):
+        return self.modes.get(path) if path in self.files else None
 
     @staticmethod
     def listdir(path):

@@ -188,10 +188,10 @@ class FailingWrites(FakeHost):
         super().__init__(**kwargs)
         self.failing = failing
 
-    def write_atomic(self, path, text):
+    def write_atomic(self, path, text, mode=None):
         if path == self.failing:
             raise HostError("cannot write %s: No space left on device" % path)
-        super().write_atomic(path, text)
+        super().write_atomic(path, text, mode)
 
 
 def test_a_failed_write_of_ufw_conf_puts_back_the_rule_files_and_the_chains():
