@@ -4,7 +4,7 @@
 # recipe label matches this script's recipe is reused; otherwise it is rebuilt.
 set -euo pipefail
 
-suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie) [sips|ssh]}
+suite=${1:?usage: build-image.sh SUITE (bullseye|bookworm|trixie) [sips|ssh|docker]}
 profile=${2:-}
 case "$suite" in
   bullseye|bookworm|trixie) ;;
@@ -17,7 +17,8 @@ case "$profile" in
   "") image=localhost/sipguard-target:$suite ;;
   sips) image=localhost/sipguard-target:$suite-sips ;;
   ssh) image=localhost/sipguard-target:$suite-ssh ;;
-  *) echo "build-image.sh: unknown profile '$profile' (none, sips or ssh)" >&2; exit 2 ;;
+  docker) image=localhost/sipguard-target:$suite-docker ;;
+  *) echo "build-image.sh: unknown profile '$profile' (none, sips, ssh or docker)" >&2; exit 2 ;;
 esac
 # Everything the scenarios need inside a target: python3 for Ansible, ufw and both
 # iptables backends, iproute2 for addresses, procps for ps/pgrep, strace for the
@@ -30,6 +31,9 @@ packages=python3,ufw,iptables,iproute2,procps,ca-certificates,strace
 # It also has sudo and an unprivileged user `ops` (sudo without a password, the same key), as
 # most fleets are managed.
 [ "$profile" = ssh ] && packages=$packages,openssh-server,sudo
+# The docker profile adds Debian's docker.io (dockerd, containerd, runc): dockerd runs inside a
+# privileged test container (tests/faults/test_docker.py), never on the machine itself.
+[ "$profile" = docker ] && packages=$packages,docker.io
 cmd='["sleep", "infinity"]'
 [ "$profile" = ssh ] && cmd='["/usr/local/sbin/sipguard-sshd"]'
 # Any change to this script (packages, steps) changes the recipe and rebuilds the image.

@@ -60,6 +60,8 @@ if [ -z "${SIPGUARD_DEMO:-}" ]; then
     case " $suites " in *" $suite "*) ;; *) builds+=("$suite") ;; esac
   done
   builds+=("${suites%% *} ssh")
+  # Debian's docker.io (20.10 in bookworm) for the Docker-published port test.
+  builds+=("bookworm docker")
 fi
 pids=()
 for build in "${builds[@]}"; do

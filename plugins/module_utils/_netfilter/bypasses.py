@@ -223,7 +223,9 @@ def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, backen
             forward = _forward_outcomes(tables, packet, family, destination)
             if forward is not None and all(item.action in (DROP, REJECT) for item in forward):
                 continue  # filter FORWARD drops it for every sender outside the trusted ones
-            letting = next((item for item in forward or () if item.action not in (DROP, REJECT)), None)
+            # The way through that assumes least: the main path, else the fewest undecided conditions.
+            letting = min((item for item in forward or () if item.action not in (DROP, REJECT)), default=None,
+                          key=lambda item: (item.fork is not None, len(item.fork.undecided) if item.fork else 0))
             effect = 'sends %s on to %s%s; that traffic is forwarded through FORWARD, not INPUT, so ufw\'s ' \
                      'deny does not apply%s%s' % (
                          port, destination, _evidence(outcome),

@@ -120,17 +120,22 @@ def _with_block(text, block):
     return "".join(lines[:position]) + block + "".join(lines[position:])
 
 
+def _executable(mode):
+    """mode with execute permission for whoever may read (0640 -> 0750); the owner always."""
+    return mode | 0o100 | ((mode & 0o044) >> 2)
+
+
 def after_init_text(text, mode, port):
     """(new text, new mode) of after.init with the port's block; text None: the file is absent."""
     rest, block = split_block(text, port)
     if block is not None:
-        return text, mode | 0o111 if mode is not None else 0o755
+        return text, _executable(mode) if mode is not None else 0o755
     if text is None:
         return _INIT_HEADER + after_init_block(port, "absent"), 0o755
     if text and not text.startswith("#!"):
         raise ValueError("%s has no #! line, so ufw-init cannot run it once it is executable; add one "
                          "(#!/bin/sh) or remove the file, and close again" % AFTER_INIT)
-    return _with_block(rest, after_init_block(port, "0%o" % (mode & 0o777))), (mode & 0o777) | 0o111
+    return _with_block(rest, after_init_block(port, "0%o" % (mode & 0o777))), _executable(mode & 0o777)
 
 
 def after_init_without(text, mode, port):
