@@ -100,7 +100,7 @@ options:
         C(DOCKER-USER) chains loaded), where a container publishing O(port) (C(docker run -p 5061:...))
         is reached through Docker's DNAT and filter C(FORWARD), which UFW's rules for O(port) never see.
       - V(close) drops (V(reject) with O(action=reject)) every new IPv4 connection whose destination port
-        before Docker's DNAT is O(port), except from O(trusted_sources): C(-p 5061:15061) is closed,
+        before Docker's DNAT is O(port), except from O(trusted_sources) - C(-p 5061:15061) is closed,
         C(-p 15061:5061) is not, other published ports and the containers' own outbound traffic keep
         working. The rules live in a chain C(sips-docker-PORT) that C(/etc/ufw/after.rules) declares
         between C(BEGIN)/C(END) lines, so every load of UFW refills it; a block in C(/etc/ufw/after.init)

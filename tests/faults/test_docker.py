@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, sipguard maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A port published by Docker containers, closed with UFW still in charge (sips_docker=close).
+
+A privileged container of the harness's docker image (Debian's docker.io 20.10, ufw active with
+default deny and allow 22/tcp) runs dockerd (storage driver vfs); its inner image is imported
+from the container's own root file system, since no registry is reachable. Inner containers
+publish 5061 and 8080. Every step is judged from the network: a second container on the test
+network probes the Docker host (filtered = dropped, open = answered), and the playbooks' own
+probe from this machine. dockerd never runs on this machine itself.
+
+Run: .venv/bin/python -m pytest -q tests/faults/test_docker.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
+from fleet_harness import IMAGE, NETWORK, PLAYBOOK, PROBE, run  # noqa: E402
+
+DOCKER_IMAGE = "localhost/sipguard-target:bookworm-docker"
+HOST, CLIENT = "sipguard-docker", "sipguard-docker-client"
+SETUP = "ufw default deny incoming >/dev/null && ufw allow 22/tcp >/dev/null && ufw --force enable >/dev/null"
+START_DOCKERD = ("(setsid dockerd --storage-driver=vfs > /var/log/dockerd.log 2>&1 &); "
+                 "for i in $(seq 150); do docker info >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
+                 "tail -20 /var/log/dockerd.log; exit 1")
+STOP_DOCKERD = ("kill $(pidof dockerd); for i in $(seq 150); do [ -z \"$(pidof dockerd containerd)\" ] && exit 0; "
+                "sleep 0.2; done; exit 1")
+IMPORT = ("tar -C / -c --exclude=./proc --exclude=./sys --exclude=./dev --exclude=./var/lib/docker "
+          "--exclude=./run . 2>/dev/null | docker import - sipguard-inner >/dev/null")
+FILES = "sha256sum /etc/ufw/after.rules /etc/ufw/after.init; stat -c %a /etc/ufw/after.init"
+
+
+def sh(name, script, check=True, timeout=120):
+    return run(["podman", "exec", name, "sh", "-c", script], check=check, timeout=timeout)
+
+
+def publish(name, ports, listen):
+    """An inner container serving HTTP on listen, published as ports (`-p` values), restarted with dockerd."""
+    args = " ".join("-p %s" % port for port in ports)
+    sh(HOST, "docker run -d --restart always --name %s %s sipguard-inner python3 -m http.server %d >/dev/null"
+       % (name, args, listen))
+    sh(HOST, "for i in $(seq 50); do docker exec %s python3 -c 'import socket; socket.create_connection"
+             "((\"127.0.0.1\", %d), 1)' 2>/dev/null && exit 0; sleep 0.2; done; exit 1" % (name, listen))
+
+
+def seen(address, port):
+    """What the client container on the test network sees of address:port over TCP."""
+    out = run(["podman", "exec", CLIENT, "python3", "/probe.py", "--timeout", "1", "--retries", "1", "tcp",
+               address, str(port)]).stdout
+    return json.loads(out)["state"]
+
+
+def jumps():
+    return sh(HOST, "iptables-save -t filter | grep -c -- '-A DOCKER-USER -j sips-docker-5061' || true").stdout.strip()
+
+
+def start(name, image, privileged=False):
+    run(["podman", "rm", "-f", "-t", "0", name], check=False)
+    run(["podman", "run", "-d", "--name", name, "--network", NETWORK] + (["--privileged"] if privileged else [
+        "--cap-add", "NET_ADMIN"]) + [image])
+    network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
+    return network["IPAddress"], network["GlobalIPv6Address"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    if run(["podman", "image", "exists", DOCKER_IMAGE], check=False).returncode != 0:
+        pytest.fail("image %s is missing: build it with the harness (make setup)" % DOCKER_IMAGE)
+    try:
+        start(CLIENT, IMAGE)
+        run(["podman", "cp", PROBE, "%s:/probe.py" % CLIENT])
+        yield CLIENT
+    finally:
+        run(["podman", "rm", "-f", "-t", "0", CLIENT], check=False)
+
+
+@pytest.fixture
+def docker_host(client, tmp_path):
+    """The Docker host (dockerd not started yet), its inventory and a report directory."""
+    try:
+        v4, v6 = start(HOST, DOCKER_IMAGE, privileged=True)
+        sh(HOST, SETUP)
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(json.dumps({"all": {"hosts": {HOST: {
+            "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
+            "sips_probe_targets": [v4, v6]}}}}))
+        yield dict(v4=v4, v6=v6, inventory=str(inventory), reports=str(tmp_path / "reports"))
+    finally:
+        run(["podman", "rm", "-f", "-t", "0", HOST], check=False)
+
+
+def playbook(host, name, **extra):
+    values = dict(sips_hosts=HOST, sips_report_dir=host["reports"])
+    values.update(extra)
+    return run([PLAYBOOK, "sipguard.firewall.%s" % name, "-i", host["inventory"], "-e", json.dumps(values)],
+               check=False, timeout=300)
+
+
+def report(host):
+    with open(os.path.join(host["reports"], "sips-report.json"), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def recap(output):
+    line = next(line for line in output.splitlines() if line.startswith(HOST) and "ok=" in line)
+    return {key: int(value) for key, value in (item.split("=") for item in line.split(":", 1)[1].split())}
+
+
+def test_published_5061_is_closed_kept_closed_and_restored(docker_host):
+    host, address = docker_host, docker_host["v4"]
+    sh(HOST, START_DOCKERD)
+    sh(HOST, IMPORT, timeout=300)
+    publish("sips", ["5061:5061"], 5061)
+    publish("web", ["8080:8080"], 8080)
+    sh(HOST, "iptables -I DOCKER-USER 1 -s 203.0.113.9/32 -j DROP")  # a rule of the user's own
+    files_before = sh(HOST, FILES).stdout
+    assert (seen(address, 5061), seen(address, 8080)) == ("open", "open")  # Docker's DNAT passes UFW by
+
+    # The audit says so, naming Docker's path.
+    audit = playbook(host, "audit")
+    assert "5061: 1 exposed (sipguard-docker)" in audit.stdout, audit.stdout[-3000:]
+    assert "sends tcp port 5061 on to 172.17.0.2:5061" in report(host)
+
+    # The close: 5061 filtered from the network, 8080 still answers; IPv6 goes to docker-proxy, a local listener.
+    close = playbook(host, "close")
+    assert close.returncode == 0, close.stdout[-4000:]
+    assert (seen(address, 5061), seen(address, 8080)) == ("filtered", "open")
+    assert seen(host["v6"], 5061) == "filtered"
+    assert "docker-proxy" in sh(HOST, "ss -ltnp '( sport = :5061 )'").stdout
+    user_rules = sh(HOST, "iptables-save -t filter | grep -- '-A DOCKER-USER'").stdout.splitlines()
+    assert user_rules == ["-A DOCKER-USER -j sips-docker-5061", "-A DOCKER-USER -s 203.0.113.9/32 -j DROP",
+                          "-A DOCKER-USER -j RETURN"]
+    again = playbook(host, "close")
+    assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
+
+    # A restart of dockerd (which rewrites its chains and restarts the containers), then of UFW.
+    sh(HOST, STOP_DOCKERD)
+    sh(HOST, START_DOCKERD)
+    sh(HOST, "for i in $(seq 50); do docker exec web true 2>/dev/null && docker exec sips true 2>/dev/null "
+             "&& exit 0; sleep 0.2; done; exit 1")
+    assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
+    sh(HOST, "ufw reload >/dev/null && ufw reload >/dev/null")
+    assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
+
+    # Containers started later: 5061 on the host is closed whatever the container's port; 15062 -> 5061 is not 5061.
+    sh(HOST, "docker rm -f sips >/dev/null")
+    publish("later", ["5061:15061"], 15061)
+    publish("other", ["15062:5061"], 5061)
+    assert (seen(address, 5061), seen(address, 15062)) == ("filtered", "open")
+    # The containers' own connections out to a remote 5061 still work.
+    client = run(["podman", "inspect", CLIENT, "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"])
+    sh(CLIENT, "(setsid python3 -m http.server 5061 >/dev/null 2>&1 &); sleep 0.5")
+    sh(HOST, "docker exec web python3 -c 'import socket; socket.create_connection((\"%s\", 5061), 3)'"
+       % client.stdout.strip())
+    audit = playbook(host, "audit")
+    assert "5061: 0 exposed, 1 closed" in audit.stdout, audit.stdout[-3000:]
+
+    # Restore: exactly what the close added is gone; the user's rule stays; 5061 answers again.
+    restore = playbook(host, "restore")
+    assert restore.returncode == 0, restore.stdout[-3000:]
+    assert sh(HOST, FILES).stdout == files_before
+    assert sh(HOST, "iptables-save -t filter | grep -c sips-docker || true").stdout.strip() == "0"
+    assert "-A DOCKER-USER -s 203.0.113.9/32 -j DROP" in sh(HOST, "iptables-save -t filter").stdout
+    assert seen(address, 5061) == "open"
+
+
+def test_closed_before_dockerd_starts_stays_closed_when_it_does(docker_host):
+    """UFW starts before dockerd at boot: the close on a host whose dockerd is not running, then a
+    reload of UFW (as at boot), then dockerd and a container publishing 5061."""
+    host, address = docker_host, docker_host["v4"]
+    close = playbook(host, "close")
+    assert close.returncode == 0, close.stdout[-3000:]
+    assert "dockerd is not running (no DOCKER chain): the block is in place for when it starts" in report(host)
+    sh(HOST, "ufw reload >/dev/null")
+    sh(HOST, START_DOCKERD)
+    sh(HOST, IMPORT, timeout=300)
+    publish("sips", ["5061:5061"], 5061)
+    publish("web", ["8080:8080"], 8080)
+    assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
