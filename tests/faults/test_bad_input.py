@@ -51,6 +51,7 @@ BAD_INPUT = [
      "ftp://alerts.example/..."),
     ("unknown action", {"sips_action": "drop"}, "drop"),
     ("unknown inactive policy", {"sips_ufw_inactive": "maybe"}, "maybe"),
+    ("unknown docker policy", {"sips_docker": "ignore"}, "ignore"),
     ("probe timeout of zero", {"sips_probe_timeout": 0}, "sips_probe_timeout 0"),
     ("negative probe retries", {"sips_probe_retries": -1}, "sips_probe_retries -1"),
     ("probe concurrency of zero", {"sips_probe_concurrency": 0}, "sips_probe_concurrency 0"),

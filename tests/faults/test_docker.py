@@ -130,6 +130,14 @@ def test_published_5061_is_closed_kept_closed_and_restored(docker_host):
     assert "5061: 1 exposed (sipguard-docker)" in audit.stdout, audit.stdout[-3000:]
     assert "sends tcp port 5061 on to 172.17.0.2:5061" in report(host)
 
+    # sips_docker=report leaves Docker's path alone: UFW's deny goes in, but the host fails, naming Docker's rule.
+    reported = playbook(host, "close", sips_docker="report")
+    assert reported.returncode != 0, reported.stdout[-3000:]
+    assert "sends tcp port 5061 on to 172.17.0.2:5061" in report(host)
+    assert seen(address, 5061) == "open"
+    assert "sips-docker" not in sh(HOST, "iptables-save -t filter; cat /etc/ufw/after.rules").stdout
+    assert sh(HOST, FILES).stdout == files_before
+
     # The close: 5061 filtered from the network, 8080 still answers; IPv6 goes to docker-proxy, a local listener.
     close = playbook(host, "close")
     assert close.returncode == 0, close.stdout[-4000:]

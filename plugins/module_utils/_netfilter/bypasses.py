@@ -245,7 +245,15 @@ def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, backen
             continue
         owner = next((owner for chain in reversed(outcome.path) for prefix, owner in _NAT_OWNERS
                       if chain.startswith(prefix)), None)
+        if owner and outcome.action == 'dnat' and 'DOCKER' in outcome.path and not _consults_docker_user(tables):
+            owner += ('; filter FORWARD never jumps to DOCKER-USER (a Docker older than 17.06, or the jump was '
+                      'deleted), so nothing there is consulted: restart dockerd, which puts the jump first again')
         yield Bypass(BYPASS_NAT, '%s%s %s%s' % (backend, _where(rule), effect, '; ' + owner if owner else ''), rule)
+
+
+def _consults_docker_user(tables: Dict[str, Table]) -> bool:
+    forward = (tables.get('filter') or Table('filter')).chains.get('FORWARD')
+    return forward is not None and any(rule.target == 'DOCKER-USER' for rule in forward.rules)
 
 
 def _other_backend_bypasses(other_tables: Dict[str, Table], packet: _Packet, tool: str,

@@ -42,7 +42,7 @@ def request(**overrides):
     return PortRequest.from_params(values)
 
 
-def bypasses(save, protocol, text=None, local=(HOST,), trusted=TRUSTED):
+def bypasses(save, protocol, text=None, local=(HOST,), trusted=tuple(TRUSTED)):
     tables = parse_iptables_save(text if text is not None else fixture("netfilter", save))
     return find_bypasses(tables, "ipv4", protocol, 5061, local_addresses=list(local), trusted=list(trusted))
 
@@ -82,9 +82,17 @@ def test_the_original_port_decides_not_the_container_s():
 
 
 def test_a_drop_of_connections_that_are_not_dnat_does_not_count():
-    text = fixture("netfilter", "docker_closed.v4.save").replace("--ctstate DNAT --ctorigdstport", "--ctstate SNAT "
-                                                                  "--ctorigdstport")
+    text = fixture("netfilter", "docker_closed.v4.save").replace(
+        "--ctstate DNAT --ctorigdstport", "--ctstate SNAT --ctorigdstport")
     assert [bypass.kind for bypass in bypasses(None, "tcp", text=text)] == [BYPASS_NAT]
+
+
+def test_a_forward_that_never_consults_docker_user_is_named():
+    text = fixture("netfilter", "docker_closed.v4.save").replace("-A FORWARD -j DOCKER-USER\n", "")
+    (bypass,) = bypasses(None, "tcp", text=text)
+    assert "filter FORWARD never jumps to DOCKER-USER" in bypass.reason
+    (published,) = bypasses("docker_run.v4.save", "tcp")
+    assert "never jumps to DOCKER-USER" not in published.reason
 
 
 def test_without_the_host_s_addresses_the_forwarded_path_is_not_assumed_blocked():
