@@ -194,3 +194,37 @@ def test_closed_before_dockerd_starts_stays_closed_when_it_does(docker_host):
     publish("sips", ["5061:5061"], 5061)
     publish("web", ["8080:8080"], 8080)
     assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
+
+
+# iptables-restore as the module finds it first on PATH: an input that loads the close's Docker chain
+# fails the way a kernel without xt_conntrack does; every other input goes to the real one.
+FAILING_RESTORE = r"""#!/bin/sh
+input=$(cat)
+case "$input" in *sips-docker-5061*)
+    echo "iptables-restore v1.8.9 (nf_tables): Couldn't load match \`conntrack':No such file or directory" >&2
+    exit 1;;
+esac
+printf '%s\n' "$input" | exec /usr/sbin/$(basename "$0") "$@"
+"""
+STATE = ("sha256sum /etc/ufw/user.rules /etc/ufw/user6.rules /etc/ufw/after.rules /etc/ufw/after.init; "
+         "stat -c %a /etc/ufw/after.init; iptables-save -t filter | grep -v '^[#:]'; "
+         "ip6tables-save -t filter | grep -v '^[#:]'")
+
+
+def test_a_failed_load_of_docker_s_chain_puts_everything_back(docker_host):
+    """The Docker part is loaded last in the transaction: its failure takes back UFW's rule files and
+    chains written before it, both blocks and after.init's mode; the host is reported as it is."""
+    host = docker_host
+    for name in ("iptables-restore", "iptables-nft-restore"):
+        sh(HOST, "cat > /usr/local/sbin/%s <<'EOF'\n%sEOF\nchmod 755 /usr/local/sbin/%s"
+           % (name, FAILING_RESTORE, name))
+    before = sh(HOST, STATE).stdout
+    close = playbook(host, "close")
+    assert close.returncode != 0, close.stdout[-3000:]
+    assert "Couldn't load match `conntrack'" in close.stdout, close.stdout[-3000:]
+    assert "the previous rule files and chains were put back" in close.stdout, close.stdout[-3000:]
+    assert "PUTTING BACK FAILED" not in close.stdout
+    assert sh(HOST, STATE).stdout == before
+    # UFW itself still loads its files (ufw runs /usr/sbin's tools, not the failing ones).
+    sh(HOST, "ufw reload >/dev/null")
+    assert sh(HOST, STATE).stdout == before
