@@ -117,7 +117,8 @@ options:
         reachable through it. On a host without Docker neither value writes anything.
       - IPv6 - Docker 20.10 publishes over IPv6 through its userland proxy (C(docker-proxy) listening on
         C([::]:PORT)), which UFW's rules for O(port) govern like any local listener; with C(ip6tables)
-        enabled in dockerd there is no C(DOCKER-USER) for IPv6, and such a path is reported reachable.
+        enabled in dockerd there is no C(DOCKER-USER) for IPv6, O(docker=close) does not close that path,
+        and it is reported reachable with that reason.
     type: str
     choices: [close, report]
     default: close

@@ -157,6 +157,11 @@ _NAT_OWNERS = (
     ('KUBE-', 'a Kubernetes Service (NodePort or external IP) exposes the port'),
     ('CNI-', 'a Kubernetes pod exposes the port as a hostPort (CNI portmap)'),
 )
+# docker=close keeps IPv4's DOCKER-USER only: Docker 20.10 has none for IPv6 (its ip6tables mode is experimental).
+_DOCKER_IPV6_OWNER = ('a Docker container publishes the port over IPv6 (dockerd with ip6tables enabled): '
+                      'ufw_port with docker=close closes the IPv4 path only; turn ip6tables off in dockerd '
+                      '(its userland proxy then listens, and ufw\'s rule for the port applies), or unpublish it, '
+                      'or bind it to an IPv4 address')
 
 
 def _dnat_port(destination: Optional[str]) -> Optional[str]:
@@ -245,7 +250,9 @@ def _nat_bypasses(tables: Dict[str, Table], packet: _Packet, family: str, backen
             continue
         owner = next((owner for chain in reversed(outcome.path) for prefix, owner in _NAT_OWNERS
                       if chain.startswith(prefix)), None)
-        if owner and outcome.action == 'dnat' and 'DOCKER' in outcome.path and not _consults_docker_user(tables):
+        if owner and family == 'ipv6' and any(chain.startswith('DOCKER') for chain in outcome.path):
+            owner = _DOCKER_IPV6_OWNER
+        elif owner and outcome.action == 'dnat' and 'DOCKER' in outcome.path and not _consults_docker_user(tables):
             owner += ('; filter FORWARD never jumps to DOCKER-USER (a Docker older than 17.06, or the jump was '
                       'deleted), so nothing there is consulted: restart dockerd, which puts the jump first again')
         yield Bypass(BYPASS_NAT, '%s%s %s%s' % (backend, _where(rule), effect, '; ' + owner if owner else ''), rule)

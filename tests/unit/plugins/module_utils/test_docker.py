@@ -279,3 +279,38 @@ def test_restore_deletes_an_after_init_it_created():
     restored = docker_host("docker_closed.v4.save", files=dict(host.files), modes=dict(host.modes))
     close(restored, state="absent")
     assert "/etc/ufw/after.init" not in restored.files
+
+
+# Docker 20.10 with `"ip6tables": true` (experimental): its IPv6 nat and FORWARD rules as it writes them,
+# with no DOCKER-USER for IPv6, on top of the captured IPv6 rule set.
+IPV6_FORWARD = """-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -j ufw6-before-logging-forward
+"""
+IPV6_DOCKER = """:DOCKER - [0:0]
+-A DOCKER -d fd00:dead:beef::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 5061 -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 5061 -j DNAT --to-destination [fd00:dead:beef::2]:5061
+COMMIT
+"""
+
+
+def test_docker_s_ipv6_publishing_is_exposed_and_not_promised_to_docker_close():
+    text = fixture("netfilter", "docker_run.v6.save")
+    text = text.replace("-A FORWARD -j ufw6-before-logging-forward\n", IPV6_FORWARD, 1)
+    head, _sep, _tail = text.rpartition("COMMIT\n")
+    tables = parse_iptables_save(head + IPV6_DOCKER)
+    (bypass,) = find_bypasses(tables, "ipv6", "tcp", 5061, local_addresses=["fd00:5061::2"], trusted=[])
+    assert bypass.kind == BYPASS_NAT
+    assert "sends tcp port 5061 on to [fd00:dead:beef::2]:5061" in bypass.reason
+    assert "docker=close closes the IPv4 path only; turn ip6tables off in dockerd" in bypass.reason
+    # Neither the IPv4 remedy nor the advice to restart dockerd for a DOCKER-USER that IPv6 never has.
+    assert "drops it in DOCKER-USER" not in bypass.reason and "restart dockerd" not in bypass.reason
