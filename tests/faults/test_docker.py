@@ -158,6 +158,10 @@ def test_published_5061_is_closed_kept_closed_and_restored(docker_host):
     assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
     sh(HOST, "ufw reload >/dev/null && ufw reload >/dev/null")
     assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
+    sh(HOST, "ufw disable >/dev/null")  # after.init's stop unlinks the chain; enable links it again, once
+    assert jumps() == "0"
+    sh(HOST, "ufw --force enable >/dev/null")
+    assert (seen(address, 5061), seen(address, 8080), jumps()) == ("filtered", "open", "1")
 
     # Containers started later: 5061 on the host is closed whatever the container's port; 15062 -> 5061 is not 5061.
     sh(HOST, "docker rm -f sips >/dev/null")
