@@ -24,23 +24,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # --import-mode=importlib: not on the path
-from fleet_harness import IMAGE, NETWORK, PLAYBOOK, PROBE, run  # noqa: E402
+from fleet_harness import IMAGE, PLAYBOOK, PROBE, run  # noqa: E402
+from docker_harness import (  # noqa: E402
+    DOCKER_IMAGE, IMPORT, START_DOCKERD, STOP_DOCKERD, UFW_SETUP, image_missing, sh, start)
 
-DOCKER_IMAGE = "localhost/sipguard-target:bookworm-docker"
 HOST, CLIENT = "sipguard-docker", "sipguard-docker-client"
-SETUP = "ufw default deny incoming >/dev/null && ufw allow 22/tcp >/dev/null && ufw --force enable >/dev/null"
-START_DOCKERD = ("(setsid dockerd --storage-driver=vfs > /var/log/dockerd.log 2>&1 &); "
-                 "for i in $(seq 150); do docker info >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
-                 "tail -20 /var/log/dockerd.log; exit 1")
-STOP_DOCKERD = ("kill $(pidof dockerd); for i in $(seq 150); do [ -z \"$(pidof dockerd containerd)\" ] && exit 0; "
-                "sleep 0.2; done; exit 1")
-IMPORT = ("tar -C / -c --exclude=./proc --exclude=./sys --exclude=./dev --exclude=./var/lib/docker "
-          "--exclude=./run . 2>/dev/null | docker import - sipguard-inner >/dev/null")
+SETUP = UFW_SETUP
 FILES = "sha256sum /etc/ufw/after.rules /etc/ufw/after.init; stat -c %a /etc/ufw/after.init"
-
-
-def sh(name, script, check=True, timeout=120):
-    return run(["podman", "exec", name, "sh", "-c", script], check=check, timeout=timeout)
 
 
 def publish(name, ports, listen):
@@ -63,17 +53,9 @@ def jumps():
     return sh(HOST, "iptables-save -t filter | grep -c -- '-A DOCKER-USER -j sips-docker-5061' || true").stdout.strip()
 
 
-def start(name, image, privileged=False):
-    run(["podman", "rm", "-f", "-t", "0", name], check=False)
-    run(["podman", "run", "-d", "--name", name, "--network", NETWORK] + (["--privileged"] if privileged else [
-        "--cap-add", "NET_ADMIN"]) + [image])
-    network = json.loads(run(["podman", "inspect", name]).stdout)[0]["NetworkSettings"]["Networks"][NETWORK]
-    return network["IPAddress"], network["GlobalIPv6Address"]
-
-
 @pytest.fixture(scope="module")
 def client():
-    if run(["podman", "image", "exists", DOCKER_IMAGE], check=False).returncode != 0:
+    if image_missing():
         pytest.fail("image %s is missing: build it with the harness (make setup)" % DOCKER_IMAGE)
     try:
         start(CLIENT, IMAGE)

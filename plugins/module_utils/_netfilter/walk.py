@@ -215,6 +215,8 @@ _OPTION_EVALUATORS = {
     ('tcp', '--tcp-flags'): _opening_tcp_flags_match,
     ('conntrack', '--ctstate'): _new_state_matches,
     ('state', '--state'): _new_state_matches,
+    # The packet walked opens the connection: it goes the original direction.
+    ('conntrack', '--ctdir'): lambda option, packet: bool(option.args) and option.args[0] == 'ORIGINAL',
     ('comment', '--comment'): lambda option, packet: True,
     # The destination is one of this host's addresses (route type LOCAL), or once forwarded after
     # DNAT a container's (UNICAST); the sender is remote.

@@ -60,14 +60,16 @@ def _end(port):
 def chain_lines(request):
     """The `-A` lines of the port's chain, as iptables-save prints them."""
     name = chain_name(request.port)
-    lines = ["-A %s -s %s -j RETURN" % (name, source if "/" in source else source + "/32")
-             for source in request.sources_for("ipv4")]
+    # iptables-save prints no -s for 0.0.0.0/0: the line is kept as it prints it back.
+    lines = ["-A %s%s -j RETURN" % (name, "" if source == "0.0.0.0/0" else " -s %s" % (
+        source if "/" in source else source + "/32")) for source in request.sources_for("ipv4")]
     for protocol in request.protocols:
         if request.action == "reject":
             target = "REJECT --reject-with %s" % ("tcp-reset" if protocol == "tcp" else "icmp-port-unreachable")
         else:
             target = "DROP"
-        lines.append("-A %s -p %s -m conntrack --ctstate DNAT --ctorigdstport %d -j %s"
+        # --ctdir ORIGINAL: the container's replies to a trusted sender (DNAT, original port P too) pass.
+        lines.append("-A %s -p %s -m conntrack --ctstate DNAT --ctorigdstport %d --ctdir ORIGINAL -j %s"
                      % (name, protocol, request.port, target))
     return lines
 
@@ -76,10 +78,11 @@ def split_block(text, port):
     """(text without the port's block, the block or None); the block's lines are BEGIN..END."""
     lines = (text or "").splitlines(True)
     begin, end = _begin(port), _end(port)
-    start = next((index for index, line in enumerate(lines) if line.startswith(begin)), None)
+    # Exact markers: the block of port 80 is not the block of port 8080.
+    start = next((index for index, line in enumerate(lines) if line.startswith(begin + ":")), None)
     if start is None:
         return text or "", None
-    stop = next((index for index in range(start, len(lines)) if lines[index].startswith(end)), None)
+    stop = next((index for index in range(start, len(lines)) if lines[index].rstrip("\n") == end), None)
     if stop is None:
         raise ValueError("%s has no line %r after its %r line: fix or remove that block by hand" % (
             "the file", end, begin))
@@ -135,7 +138,19 @@ def after_init_text(text, mode, port):
     if text and not text.startswith("#!"):
         raise ValueError("%s has no #! line, so ufw-init cannot run it once it is executable; add one "
                          "(#!/bin/sh) or remove the file, and close again" % AFTER_INIT)
-    return _with_block(rest, after_init_block(port, "0%o" % (mode & 0o777))), _executable(mode & 0o777)
+    # A block of another port was there first: what it recorded of the file is the file before us.
+    was = _recorded(text) or "0%o" % (mode & 0o777)
+    return _with_block(rest, after_init_block(port, was)), _executable(mode & 0o777)
+
+
+def _recorded(text):
+    """What the first block of any port in after.init says of the file before the collection."""
+    for line in (text or "").splitlines():
+        if line.startswith("# BEGIN sipguard.firewall sips-docker-"):
+            was = _WAS_RE.search(line)
+            if was:
+                return was.group(1)
+    return None
 
 
 def after_init_without(text, mode, port):
@@ -143,6 +158,8 @@ def after_init_without(text, mode, port):
     rest, block = split_block(text, port)
     if block is None:
         return text, mode
+    if _recorded(rest):
+        return rest, mode  # another port's block stays: the file stays as ufw-init runs it
     was = _WAS_RE.search(block.splitlines()[0])
     if was and was.group(1) == "absent":
         return (None, None) if rest in ("", _INIT_HEADER) else (rest, mode)
@@ -150,8 +167,10 @@ def after_init_without(text, mode, port):
 
 
 def after_rules_text(text, request):
-    """after.rules with the port's block (replaced, or appended at the end)."""
-    rest, _block = split_block(text, request.port)
+    """after.rules with the port's block (replaced where it is, or appended at the end)."""
+    rest, block = split_block(text, request.port)
+    if block is not None:
+        return text.replace(block, after_rules_block(request), 1)
     if rest and not rest.endswith("\n"):
         rest += "\n"
     return rest + after_rules_block(request)
@@ -165,6 +184,7 @@ class DockerState:
     chains: Tuple[str, ...]  # Docker's filter chains loaded in UFW's backend (DOCKER, DOCKER-USER)
     other_backend_chains: Tuple[str, ...]  # ... and in the other backend
     jumps: Tuple[int, ...]  # the 1-based positions of DOCKER-USER's jumps to the port's chain
+    leading: int  # how many of DOCKER-USER's first rules jump to a chain of the collection (any port)
     chain_rules: Optional[Tuple[str, ...]]  # the port's chain as loaded (raw lines); None when absent
     in_files: bool  # the port's block is in after.rules
 
@@ -181,12 +201,15 @@ def docker_state(tables, other_tables, dockerd, after_rules, port):
     chains, other = filter_chains(tables), filter_chains(other_tables)
     name = chain_name(port)
     user = chains.get(DOCKER_USER)
-    jumps = tuple(rule.index for rule in (user.rules if user else ()) if rule.target == name)
+    rules = user.rules if user else ()
+    jumps = tuple(rule.index for rule in rules if rule.target == name)
+    leading = next((position for position, rule in enumerate(rules) if not (rule.target or "").startswith(
+        "sips-docker-")), len(rules))
     _rest, block = split_block(after_rules, port)
     return DockerState(
         dockerd=dockerd, chains=tuple(chain for chain in DOCKER_CHAINS if chain in chains),
         other_backend_chains=tuple(chain for chain in DOCKER_CHAINS if chain in other),
-        jumps=jumps, chain_rules=tuple(rule.raw for rule in chains[name].rules) if name in chains else None,
+        jumps=jumps, leading=leading, chain_rules=tuple(rule.raw for rule in chains[name].rules) if name in chains else None,
         in_files=block is not None)
 
 
@@ -283,7 +306,10 @@ def plan_docker(snapshot, request, running):
                           "which ufw-init needs to run it)"))
     lines = tuple(chain_lines(request))
     load = None
-    if running and (state.chain_rules != lines or state.jumps != (1,)):
+    # In place: one jump, among DOCKER-USER's first rules that jump to the collection's chains
+    # (with two ports closed, both are first in turn: after.init puts each first at every load).
+    in_place = len(state.jumps) == 1 and state.jumps[0] <= state.leading
+    if running and (state.chain_rules != lines or not in_place):
         load = load_text(state, lines, port)
         actions.append("loaded chain %s and made DOCKER-USER's first rule the one jump to it%s"
                        % (name, "" if DOCKER_USER in state.chains else " (created DOCKER-USER, which dockerd "

@@ -115,10 +115,52 @@ def test_the_after_rules_block_is_what_iptables_save_prints_back():
 
 def test_reject_rejects_each_protocol_its_way():
     lines = docker.chain_lines(request(action="reject"))
-    assert lines == ["-A sips-docker-5061 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 5061 -j REJECT "
-                     "--reject-with tcp-reset",
-                     "-A sips-docker-5061 -p udp -m conntrack --ctstate DNAT --ctorigdstport 5061 -j REJECT "
-                     "--reject-with icmp-port-unreachable"]
+    assert lines == ["-A sips-docker-5061 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 5061 --ctdir ORIGINAL "
+                     "-j REJECT --reject-with tcp-reset",
+                     "-A sips-docker-5061 -p udp -m conntrack --ctstate DNAT --ctorigdstport 5061 --ctdir ORIGINAL "
+                     "-j REJECT --reject-with icmp-port-unreachable"]
+
+
+def test_only_the_opening_direction_is_dropped_so_trusted_senders_get_their_replies():
+    # DOCKER-USER sees the container's replies too, and they carry DNAT and the original port as well.
+    for line in docker.chain_lines(request(trusted_sources=TRUSTED)):
+        assert ("-j RETURN" in line) != ("--ctdir ORIGINAL" in line), line
+    # The verdict: a drop of replies only does not keep a new connection out.
+    replies = fixture("netfilter", "docker_closed.v4.save").replace("--ctdir ORIGINAL", "--ctdir REPLY")
+    assert [bypass.kind for bypass in bypasses(None, "tcp", text=replies)] == [BYPASS_NAT]
+
+
+def test_trusting_every_ipv4_source_is_written_as_iptables_save_prints_it():
+    (line, _tcp, _udp) = docker.chain_lines(request(trusted_sources=["0.0.0.0/0"]))
+    assert line == "-A sips-docker-5061 -j RETURN"
+
+
+def test_the_blocks_of_port_80_are_not_the_blocks_of_port_8080():
+    web, http = request(port=8080), request(port=80)
+    rules = docker.after_rules_text(docker.after_rules_text(AFTER_RULES, web), http)
+    assert docker.split_block(rules, 8080)[1] == docker.after_rules_block(web)
+    assert docker.split_block(rules, 80)[1] == docker.after_rules_block(http)
+    init, mode = docker.after_init_text(AFTER_INIT, 0o640, 8080)
+    both, both_mode = docker.after_init_text(init, mode, 80)
+    assert "-I DOCKER-USER 1 -j sips-docker-80 |" in both and "-I DOCKER-USER 1 -j sips-docker-8080 |" in both
+    assert docker.after_init_without(both, both_mode, 80) == (init, mode)
+
+
+def test_two_ports_closed_stay_where_they_are():
+    first, second = request(port=5061), request(port=5062)
+    rules = docker.after_rules_text(docker.after_rules_text(AFTER_RULES, first), second)
+    assert docker.after_rules_text(rules, first) == rules and docker.after_rules_text(rules, second) == rules
+
+
+def test_the_file_before_the_first_port_is_what_the_last_restore_puts_back():
+    for text, mode in ((AFTER_INIT, 0o640), (None, None)):
+        one, one_mode = docker.after_init_text(text, mode, 5061)
+        two, two_mode = docker.after_init_text(one, one_mode, 5062)
+        assert "(was: %s)" % ("absent" if text is None else "0640") in docker.split_block(two, 5062)[1]
+        # The first restore keeps the file runnable for the other port's block.
+        rest, rest_mode = docker.after_init_without(two, two_mode, 5061)
+        assert rest_mode == two_mode and docker.split_block(rest, 5062)[1] is not None
+        assert docker.after_init_without(rest, rest_mode, 5062) == (text, mode)
 
 
 @pytest.mark.parametrize("text, mode, new_mode", [
@@ -201,6 +243,25 @@ def test_report_leaves_docker_alone_and_says_it_is_exposed():
     assert result["effective"] is False
     assert any("172.17.0.2:5061" in reason for reason in result["reasons"])
     assert host.files["/etc/ufw/after.rules"] == AFTER_RULES and host.docker_loads == []
+
+
+def test_a_second_port_s_jump_first_leaves_the_first_port_in_place():
+    """Two ports closed: after.init puts each one's jump first at every load of UFW, so either may be
+    first; a close of either again changes nothing."""
+    first = docker_host()
+    close(first, trusted_sources=TRUSTED)
+    files = dict(first.files)
+    files["/etc/ufw/after.rules"] = docker.after_rules_text(files["/etc/ufw/after.rules"], request(port=5062))
+    files["/etc/ufw/after.init"], mode = docker.after_init_text(
+        files["/etc/ufw/after.init"], first.modes["/etc/ufw/after.init"], 5062)
+    text = fixture("netfilter", "docker_closed.v4.save").replace(
+        ":sips-docker-5061 - [0:0]\n", ":sips-docker-5061 - [0:0]\n:sips-docker-5062 - [0:0]\n").replace(
+        "-A DOCKER-USER -j sips-docker-5061\n", "-A DOCKER-USER -j sips-docker-5062\n-A DOCKER-USER -j sips-docker-5061\n")
+    text = text.replace("COMMIT\n", "".join(line + "\n" for line in docker.chain_lines(request(port=5062))) + "COMMIT\n", 1)
+    again = docker_host("docker_closed.v4.save", files=files, modes=dict(first.modes, **{"/etc/ufw/after.init": mode}))
+    again.saves["ipv4"] = again._loaded(text, "ipv4", True)  # pylint: disable=protected-access
+    result = close(again, trusted_sources=TRUSTED)
+    assert result["changed"] is False and result["actions"] == [] and again.docker_loads == []
 
 
 def test_a_host_without_docker_gets_nothing():
