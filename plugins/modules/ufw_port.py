@@ -102,7 +102,8 @@ options:
       - V(close) drops (V(reject) with O(action=reject)) every new IPv4 connection whose destination port
         before Docker's DNAT is O(port), except from O(trusted_sources) - C(-p 5061:15061) is closed,
         C(-p 15061:5061) is not, other published ports and the containers' own outbound traffic keep
-        working. The rules live in a chain C(sips-docker-PORT) that C(/etc/ufw/after.rules) declares
+        working. Only the opening direction is matched (C(--ctdir ORIGINAL)), so a trusted sender gets
+        the container's replies. The rules live in a chain C(sips-docker-PORT) that C(/etc/ufw/after.rules) declares
         between C(BEGIN)/C(END) lines, so every load of UFW refills it; a block in C(/etc/ufw/after.init)
         (created, or added after the C(#!) line of yours and the file made executable) keeps the jump to
         it as the first rule of C(DOCKER-USER) at every load, creating C(DOCKER-USER) before dockerd
