@@ -110,7 +110,8 @@ options:
         starts at boot. Rules of your own in C(DOCKER-USER) are kept. It survives a restart of dockerd
         (which keeps C(DOCKER-USER)), C(ufw reload) and reboots, and covers containers started later.
       - Refused, changing nothing, when Docker's chains are loaded only in the other iptables backend
-        than UFW's (a block in UFW's files would never see them), and when C(/etc/ufw/after.init) exists
+        than UFW's (a block in UFW's files would never see them), when dockerd uses its nftables firewall
+        backend (table C(ip docker-bridges), no C(DOCKER-USER)), and when C(/etc/ufw/after.init) exists
         without a C(#!) line.
       - O(state=absent) removes exactly what V(close) added - both blocks, the jump, the chain; a file it
         created is removed and a mode it changed put back - whatever O(docker) says.

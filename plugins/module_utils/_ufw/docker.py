@@ -40,6 +40,7 @@ AFTER_RULES = "/etc/ufw/after.rules"
 AFTER_INIT = "/etc/ufw/after.init"
 DOCKER_USER = "DOCKER-USER"
 DOCKER_CHAINS = ("DOCKER", DOCKER_USER)
+NFT_TABLE = "docker-bridges"  # Docker 29's nftables firewall backend (ip and ip6): no DOCKER-USER there
 # What the after.init block records of the file before it: absent, or its mode.
 _WAS_RE = re.compile(r"\(was: (absent|0[0-7]{3})\)")
 _INIT_HEADER = "#!/bin/sh\n# after.init: run by ufw-init after it loads the rules (start) and before it unloads them (stop).\n"
@@ -283,6 +284,13 @@ def plan_docker(snapshot, request, running):
             "block in UFW's %s would never see Docker's traffic; run dockerd and UFW on one backend "
             "(update-alternatives --set iptables ..., then restart dockerd) and close again; nothing was changed"
             % (", ".join(state.other_backend_chains), AFTER_RULES))
+    nft_tables = ["%s %s" % (table.family, table.name) for table in snapshot.nft or () if table.name == NFT_TABLE]
+    if nft_tables and "DOCKER" not in state.chains:
+        raise DockerRefused(
+            "docker=close: dockerd uses its nftables firewall backend (table %s), which has no DOCKER-USER "
+            "chain to close the port in; close it in an nftables table of your own that drops it in the forward "
+            "hook ahead of Docker's, or run dockerd with \"firewall-backend\": \"iptables\" and close again "
+            "(or set docker=report); nothing was changed" % ", ".join(nft_tables))
     port, name = request.port, chain_name(request.port)
     rules_text = snapshot.texts.get(AFTER_RULES)
     init_text, init_mode = snapshot.texts.get(AFTER_INIT), snapshot.modes.get(AFTER_INIT)

@@ -299,6 +299,18 @@ def test_docker_s_chains_in_the_other_backend_are_refused_and_nothing_changes():
     assert not any(argv[0].endswith("restore") for argv in host.processes)
 
 
+def test_docker_s_nftables_backend_is_refused_and_nothing_changes():
+    """Docker 29's firewall-backend nftables: no DOCKER chain in iptables, its own table ip docker-bridges."""
+    host = docker_host("ufw_deny.v4.save", nft="docker_nftables.nft")
+    files = dict(host.files)
+    with pytest.raises(UfwPortError, match="nftables firewall backend \\(table ip docker-bridges\\)"):
+        close(host)
+    assert host.files == files and host.docker_loads == []
+    # docker=report judges it and writes nothing of Docker's.
+    result = close(docker_host("ufw_deny.v4.save", nft="docker_nftables.nft"), docker="report")
+    assert result["effective"] is False
+
+
 class FailingDockerLoad(FakeHost):
     """The Docker block's iptables-restore fails (say, no conntrack match in the kernel)."""
 
