@@ -29,7 +29,6 @@ from docker_harness import (  # noqa: E402
     DOCKER_IMAGE, IMPORT, START_DOCKERD, STOP_DOCKERD, UFW_SETUP, image_missing, sh, start)
 
 HOST, CLIENT = "sipguard-docker", "sipguard-docker-client"
-SETUP = UFW_SETUP
 FILES = "sha256sum /etc/ufw/after.rules /etc/ufw/after.init; stat -c %a /etc/ufw/after.init"
 
 
@@ -70,7 +69,7 @@ def docker_host(client, tmp_path):
     """The Docker host (dockerd not started yet), its inventory and a report directory."""
     try:
         v4, v6 = start(HOST, DOCKER_IMAGE, privileged=True)
-        sh(HOST, SETUP)
+        sh(HOST, UFW_SETUP)
         inventory = tmp_path / "hosts.yml"
         inventory.write_text(json.dumps({"all": {"hosts": {HOST: {
             "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",

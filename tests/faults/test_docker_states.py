@@ -48,15 +48,22 @@ COUNT = int(os.environ.get("SIPGUARD_DOCKER_COUNT", "10"))
 ANSIBLE = os.path.join(ROOT, ".venv", "bin", "ansible")
 UDP_ECHO = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5061)); "
             "exec('while True: s.sendto(*s.recvfrom(512))')")
-# name: (the -p value, what the inner container serves); ADDRESS is the Docker host's IPv4 address.
+# name: (the -p value, the inner container's port); ADDRESS is the Docker host's IPv4 address. Each
+# serves HTTP on its port, or a UDP echo when published for UDP.
 POOL = {
-    "same": ("5061:5061", "python3 -m http.server 5061"),
-    "remapped": ("5061:15061", "python3 -m http.server 15061"),
-    "bound": ("ADDRESS:5061:5061", "python3 -m http.server 5061"),
-    "to-5061": ("15061:5061", "python3 -m http.server 5061"),
-    "web": ("8080:8080", "python3 -m http.server 8080"),
-    "udp": ("5061:5061/udp", "python3 -c \"%s\"" % UDP_ECHO),
+    "same": ("5061:5061", 5061),
+    "remapped": ("5061:15061", 15061),
+    "bound": ("ADDRESS:5061:5061", 5061),
+    "to-5061": ("15061:5061", 5061),
+    "web": ("8080:8080", 8080),
+    "udp": ("5061:5061/udp", 5061),
 }
+
+
+def server(mapping, port):
+    return "python3 -c \"%s\"" % UDP_ECHO if mapping.endswith("/udp") else "python3 -m http.server %d" % port
+
+
 # One vantage point (this machine, on the test network): a rule for other senders than it would make a
 # verdict of "exposed" that no probe can confirm, so the source-bound rules name its network or not it.
 UFW_RULES = [None, "deny 5061", "allow 5061", "allow from 10.89.7.0/24 to any port 5061",
@@ -96,8 +103,8 @@ def apply_script(state):
     # Listed first to last: inserted last to first, each at the top.
     lines += ["iptables -I DOCKER-USER 1 %s" % rule for rule in reversed(state["user_rules"])]
     for name in state["containers"]:  # every server answers before the probes start
-        port = 5061 if name in ("same", "bound", "to-5061") else 15061 if name == "remapped" else 8080
-        if name != "udp":
+        mapping, port = POOL[name]
+        if not mapping.endswith("/udp"):
             lines.append("for i in $(seq 50); do docker exec %s python3 -c 'import socket; socket.create_connection"
                          "((\"127.0.0.1\", %d), 1)' 2>/dev/null && break; sleep 0.2; done" % (name, port))
     return "\n".join(lines)
@@ -125,21 +132,11 @@ def probes(addresses):
         return dict(zip(keys, pool.map(one, keys)))
 
 
-def exposed_paths(audit):
-    return {(path["family"], path["protocol"]): path["exposed"] for path in audit["summary"]}
-
-
 def disagreements(label, audit, reached):
-    found = []
-    for (family, protocol), exposed in sorted(exposed_paths(audit).items()):
-        network = reached[(family, protocol, 5061)]
-        if exposed != network:
-            reasons = [path["reasons"] for path in audit["summary"]
-                       if (path["family"], path["protocol"]) == (family, protocol)]
-            found.append("%s %s/%s: the module says %s, the network %s (reasons: %s)" % (
-                label, family, protocol, "exposed" if exposed else "closed",
-                "reached it" if network else "did not", reasons))
-    return found
+    return ["%s %s/%s: the module says %s, the network %s (reasons: %s)" % (
+        label, path["family"], path["protocol"], "exposed" if path["exposed"] else "closed",
+        "did not" if path["exposed"] else "reached it", path["reasons"])
+        for path in audit["summary"] if path["exposed"] != reached[(path["family"], path["protocol"], 5061)]]
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +148,9 @@ def docker_host():
         sh(HOST, UFW_SETUP + " && cp -a /etc/ufw /root/pristine-ufw")
         sh(HOST, START_DOCKERD)
         sh(HOST, IMPORT, timeout=300)
-        for name, (mapping, command) in POOL.items():
+        for name, (mapping, port) in POOL.items():
             sh(HOST, "docker create --name %s -p %s sipguard-inner %s >/dev/null"
-               % (name, mapping.replace("ADDRESS", v4), command))
+               % (name, mapping.replace("ADDRESS", v4), server(mapping, port)))
         yield {"ipv4": v4, "ipv6": v6}
     finally:
         run(["podman", "rm", "-f", "-t", "0", HOST], check=False)

@@ -46,12 +46,16 @@ _WAS_RE = re.compile(r"\(was: (absent|0[0-7]{3})\)")
 _INIT_HEADER = "#!/bin/sh\n# after.init: run by ufw-init after it loads the rules (start) and before it unloads them (stop).\n"
 
 
+CHAIN_PREFIX = "sips-docker-"  # the chains of every port the collection closes this way
+_BEGIN_PREFIX = "# BEGIN sipguard.firewall " + CHAIN_PREFIX
+
+
 def chain_name(port):
-    return "sips-docker-%d" % port
+    return "%s%d" % (CHAIN_PREFIX, port)
 
 
 def _begin(port):
-    return "# BEGIN sipguard.firewall %s" % chain_name(port)
+    return "%s%d" % (_BEGIN_PREFIX, port)
 
 
 def _end(port):
@@ -147,7 +151,7 @@ def after_init_text(text, mode, port):
 def _recorded(text):
     """What the first block of any port in after.init says of the file before the collection."""
     for line in (text or "").splitlines():
-        if line.startswith("# BEGIN sipguard.firewall sips-docker-"):
+        if line.startswith(_BEGIN_PREFIX):
             was = _WAS_RE.search(line)
             if was:
                 return was.group(1)
@@ -204,8 +208,8 @@ def docker_state(tables, other_tables, dockerd, after_rules, port):
     user = chains.get(DOCKER_USER)
     rules = user.rules if user else ()
     jumps = tuple(rule.index for rule in rules if rule.target == name)
-    leading = next((position for position, rule in enumerate(rules) if not (rule.target or "").startswith(
-        "sips-docker-")), len(rules))
+    leading = next((position for position, rule in enumerate(rules)
+                    if not (rule.target or "").startswith(CHAIN_PREFIX)), len(rules))
     _rest, block = split_block(after_rules, port)
     return DockerState(
         dockerd=dockerd, chains=tuple(chain for chain in DOCKER_CHAINS if chain in chains),
